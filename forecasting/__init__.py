@@ -1,0 +1,2 @@
+"""forecasting."""
+__all__: list[str] = []

@@ -1,0 +1,2 @@
+"""loadprobe."""
+__all__: list[str] = []
