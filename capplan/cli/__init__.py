@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
+    from rich.console import Console
     from rich.logging import RichHandler
 
     level = logging.INFO
@@ -68,7 +69,7 @@ def _configure_logging(args: argparse.Namespace) -> None:
         level = logging.WARNING
     if getattr(args, "verbose", False):
         level = logging.DEBUG
-    handler = RichHandler(show_path=False, show_time=False, markup=False)
+    handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False, markup=False)
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
     for noisy in ("cmdstanpy", "prophet", "asyncio", "urllib3", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
