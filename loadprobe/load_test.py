@@ -1,47 +1,67 @@
-"""Baseline and stepped load tests: the step plan, the run loop and its storage.
+"""Running a load test: stages in order, each stored as soon as it finishes.
 
-A run row is created before the first request, each step is stored as soon as
-it finishes, and the run is closed with its breaking point and safe load. The
-run stops at the first failed step, at a saturated generator, or on Ctrl-C or
-SIGTERM; in every case the finished steps stay in the store.
+A run row is created before the first request, each step is stored with its
+per-scenario rows in one transaction, and the run is closed with its breaking
+point and safe load. A run stops at the first failed step (stepped tests), at
+a threshold breach when the plan aborts on failure (exit 99), at a saturated
+generator, or on Ctrl-C or SIGTERM. In every case the finished steps stay in
+the store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import os
 import signal
 import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 from urllib.parse import urlparse
 
 import httpx
+import psutil
 
 from capplan.errors import ConfigError, TargetUnreachableError
 from capplan.policy import DEFAULT_POLICY, SafeLoadPolicy
 from capplan.store import Store
 from capplan.store import runs as run_store
-from loadprobe.http_engine import AiohttpSender, RequestSender
-from loadprobe.open_model import ARRIVAL_KINDS, LiveCounters, run_open_step
+from loadprobe.arrivals import ARRIVAL_KINDS
+from loadprobe.generator import GeneratorConfig, Stage, make_generator
+from loadprobe.http_engine import RequestSender
+from loadprobe.limits import check_stage_limits
+from loadprobe.measurement import LiveCounters
 from loadprobe.step_verdict import StepCriteria, judge_step
 
-__all__ = ["StepPlan", "RunResult", "ProgressReporter", "check_reachable", "run_load_test", "validate_url"]
+__all__ = [
+    "StepPlan",
+    "RunPlan",
+    "RunResult",
+    "ProgressReporter",
+    "check_reachable",
+    "run_load_test",
+    "validate_url",
+    "auto_workers",
+    "EXIT_THRESHOLD_FAILED",
+]
 
 logger = logging.getLogger(__name__)
 
-# Hard limits: a plan beyond them is rejected before anything is sent.
-MAX_RATE_RPS = 50_000.0
-MAX_STEPS = 200
-MAX_STEP_DURATION_S = 3600.0
-MAX_IN_FLIGHT = 20_000
 REACHABILITY_TIMEOUT_S = 5.0
+LIVE_CHECK_S = 0.5
+# A live error-rate check needs this many answers before it may abort a step.
+LIVE_CHECK_MIN_REQUESTS = 100
+# Requests/s one generator process schedules comfortably; "auto" adds a
+# process per this much of the highest rate, up to the number of cores.
+RATE_PER_PROCESS_RPS = 2000.0
+EXIT_THRESHOLD_FAILED = 99
 
 
 @dataclass(frozen=True)
 class StepPlan:
-    """The offered rates of a run: ``start_rps``, then ``+step_rps`` up to ``max_rps``."""
+    """The rates of a stepped test: ``start_rps``, then ``+step_rps`` up to ``max_rps``."""
 
     start_rps: float
     step_rps: float
@@ -56,30 +76,34 @@ class StepPlan:
             raise ConfigError(f"--start: {self.start_rps:g} rps is not a positive rate; give the first step's rate, such as --start 10")
         if self.max_rps < self.start_rps:
             raise ConfigError(f"--max {self.max_rps:g} rps is below --start {self.start_rps:g} rps; raise --max or lower --start")
-        if self.max_rps > MAX_RATE_RPS:
-            raise ConfigError(f"--max {self.max_rps:g} rps is above the limit of {MAX_RATE_RPS:g} rps for one generator")
         if self.max_rps > self.start_rps and not self.step_rps > 0:
             raise ConfigError(f"--step: {self.step_rps:g} rps must be positive to climb from {self.start_rps:g} to {self.max_rps:g} rps")
-        if not 1.0 <= self.step_duration_s <= MAX_STEP_DURATION_S:
-            raise ConfigError(
-                f"--step-duration: {self.step_duration_s:g} s is outside 1 s..{MAX_STEP_DURATION_S:g} s; give for example 30s"
-            )
         if self.arrivals not in ARRIVAL_KINDS:
             raise ConfigError(f"--arrivals: {self.arrivals!r} is not one of {', '.join(ARRIVAL_KINDS)}")
-        if not 1 <= self.max_in_flight <= MAX_IN_FLIGHT:
-            raise ConfigError(f"--max-in-flight: {self.max_in_flight} is outside 1..{MAX_IN_FLIGHT}")
-        if not self.timeout_s > 0:
-            raise ConfigError(f"--timeout: {self.timeout_s:g} s must be positive")
-        if len(self.rates()) > MAX_STEPS:
-            raise ConfigError(
-                f"the plan has {len(self.rates())} steps, more than {MAX_STEPS}; raise --step or lower --max"
-            )
 
     def rates(self) -> list[float]:
         if self.max_rps == self.start_rps or self.step_rps <= 0:
             return [self.start_rps]
         count = int((self.max_rps - self.start_rps) / self.step_rps + 1e-9) + 1
         return [self.start_rps + index * self.step_rps for index in range(count)]
+
+    def stages(self) -> tuple[Stage, ...]:
+        return tuple(Stage("open", rate, rate, self.step_duration_s) for rate in self.rates())
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything a run needs: stages, generator, pass criteria and how to stop."""
+
+    stages: tuple[Stage, ...]
+    generator: GeneratorConfig
+    criteria: StepCriteria
+    stop_on_failed_step: bool = True
+    abort_on_threshold: bool = False
+    grace_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        check_stage_limits(self.stages, self.generator)
 
 
 @dataclass
@@ -90,15 +114,23 @@ class RunResult:
     breaking_point_rps: float | None
     safe_rps: float | None
     recommended_rps: float | None
+    exit_reason: str | None = None  # completed | breaking_point | threshold | generator_saturated | interrupted
     steps: list[dict[str, Any]] = field(default_factory=list)
+    scenario_rows: list[list[dict[str, Any]]] = field(default_factory=list)
 
 
 class ProgressReporter(Protocol):
-    def step_started(self, index: int, total: int, rate_rps: float, duration_s: float, live: LiveCounters) -> None: ...
+    def step_started(self, index: int, total: int, label: str, duration_s: float, live: Callable[[], LiveCounters]) -> None: ...
 
     def step_finished(self, row: dict[str, Any]) -> None: ...
 
     def close(self) -> None: ...
+
+
+def auto_workers(max_rate_rps: float) -> int:
+    """Return how many generator processes a rate needs: one per RATE_PER_PROCESS_RPS, up to the cores."""
+    cores = psutil.cpu_count(logical=True) or 1
+    return max(1, min(cores, math.ceil(max_rate_rps / RATE_PER_PROCESS_RPS)))
 
 
 def validate_url(url: str) -> None:
@@ -123,8 +155,7 @@ def run_load_test(
     url: str,
     *,
     kind: str,
-    plan: StepPlan,
-    criteria: StepCriteria,
+    plan: RunPlan,
     policy: SafeLoadPolicy = DEFAULT_POLICY,
     progress: ProgressReporter | None = None,
     sender: RequestSender | None = None,
@@ -132,48 +163,48 @@ def run_load_test(
 ) -> RunResult:
     """Run the plan against ``url``, store every step, and return the outcome.
 
-    ``sender`` replaces the aiohttp engine (a test seam for faults a real
-    server cannot produce on demand).
+    ``sender`` replaces the request engine in one process (a test seam for
+    faults a real server cannot produce on demand).
     """
     if check_target:
         check_reachable(url)
-    config = {"plan": asdict(plan), "criteria": asdict(criteria), "policy": asdict(policy)}
+    config = {
+        "stages": [asdict(stage) for stage in plan.stages],
+        "generator": {**asdict(plan.generator), "specs": [spec.name for spec in plan.generator.specs]},
+        "criteria": {
+            "slo_p95_ms": plan.criteria.slo_p95_ms,
+            "max_error_rate": plan.criteria.max_error_rate,
+            "min_achieved_fraction": plan.criteria.min_achieved_fraction,
+            "thresholds": [threshold.text for threshold in plan.criteria.thresholds],
+        },
+        "policy": asdict(policy),
+    }
     run_id = run_store.create_run(
         store,
         kind=kind,
         target_url=url,
         started_at=datetime.now(timezone.utc).replace(tzinfo=None),
-        slo_p95_ms=criteria.slo_p95_ms,
-        max_error_rate=criteria.max_error_rate,
+        slo_p95_ms=plan.criteria.slo_p95_ms,
+        max_error_rate=plan.criteria.max_error_rate,
         config=config,
     )
-    logger.info("run %d started: %s test of %s, %d step(s)", run_id, kind, url, len(plan.rates()))
+    logger.info("run %d started: %s test of %s, %d step(s)", run_id, kind, url, len(plan.stages))
     result = RunResult(run_id, "running", None, None, None, None)
     try:
-        asyncio.run(_run_steps(store, url, plan, criteria, result, progress, sender))
+        asyncio.run(_run_steps(store, plan, result, progress, sender))
     except BaseException:
         result.status = "failed" if result.status == "running" else result.status
         result.stop_reason = result.stop_reason or f"crashed: {sys.exc_info()[1]!r}"
-        _close_run(store, result, plan, policy)
+        _close_run(store, result, policy)
         raise
     finally:
         if progress is not None:
             progress.close()
-    _close_run(store, result, plan, policy)
+    _close_run(store, result, policy)
     return result
 
 
-async def _run_steps(
-    store: Store,
-    url: str,
-    plan: StepPlan,
-    criteria: StepCriteria,
-    result: RunResult,
-    progress: ProgressReporter | None,
-    sender: RequestSender | None,
-) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
+def _install_stop_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> list[int]:
     installed = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -181,59 +212,125 @@ async def _run_steps(
             installed.append(signum)
         except (NotImplementedError, RuntimeError, ValueError):
             pass  # not the main thread, or a platform without signal support
-    own_sender = sender is None
-    engine = sender or AiohttpSender(
-        url, timeout_s=plan.timeout_s, max_connections=plan.max_in_flight
-    )
-    rates = plan.rates()
+    return installed
+
+
+async def _watch_error_rate(plan: RunPlan, live: Callable[[], LiveCounters], abort: asyncio.Event, reason: list[str]) -> None:
+    """Abort the step when the live total error rate breaks an error_rate threshold."""
+    limits = [t for t in plan.criteria.thresholds if t.metric == "error_rate" and t.scenario is None and t.op in ("<", "<=")]
+    if not limits:
+        return
+    while True:
+        await asyncio.sleep(LIVE_CHECK_S)
+        counters = live()
+        answered = counters.ok + counters.errors
+        if answered < LIVE_CHECK_MIN_REQUESTS:
+            continue
+        rate = counters.errors / answered
+        for threshold in limits:
+            broken = rate >= threshold.value if threshold.op == "<" else rate > threshold.value
+            if broken:
+                reason.append(f"threshold {threshold.text!r} failed while running: error_rate reached {rate:.4g}")
+                abort.set()
+                return
+
+
+async def _run_steps(
+    store: Store,
+    plan: RunPlan,
+    result: RunResult,
+    progress: ProgressReporter | None,
+    sender: RequestSender | None,
+) -> None:
+    interrupt = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = _install_stop_signals(loop, interrupt)
+    generator = make_generator(plan.generator, sender)
+    stages = plan.stages
     try:
-        for index, rate in enumerate(rates):
-            live = LiveCounters()
+        for index, stage in enumerate(stages):
+            stop = asyncio.Event()
+            abort_reason: list[str] = []
+            relay = asyncio.create_task(_relay(interrupt, stop))
+            watcher = asyncio.create_task(_watch_error_rate(plan, generator.live, stop, abort_reason)) if plan.abort_on_threshold else None
             if progress is not None:
-                progress.step_started(index, len(rates), rate, plan.step_duration_s, live)
-            measurement = await run_open_step(
-                engine,
-                rate,
-                plan.step_duration_s,
-                arrivals=plan.arrivals,
-                max_in_flight=plan.max_in_flight,
-                drain_timeout_s=plan.timeout_s + 1.0,
-                stop=stop,
-                live=live,
-                seed=index,
-            )
-            if measurement.interrupted:
-                result.status = "interrupted"
-                result.stop_reason = (
-                    f"interrupted during step {index + 1} of {len(rates)} at {rate:g} rps; the unfinished step was discarded"
-                )
+                progress.step_started(index, len(stages), stage.label, stage.duration_s, generator.live)
+            psutil.cpu_percent(interval=None, percpu=True)
+            try:
+                measurement = await generator.run_stage(stage, seed=index, stop=stop, drain_timeout_s=plan.generator.timeout_s + plan.grace_s)
+            finally:
+                relay.cancel()
+                if watcher is not None:
+                    watcher.cancel()
+            measurement.machine_cpu_busy = _generator_cores_busy()
+
+            if interrupt.is_set():
+                result.status, result.exit_reason = "interrupted", "interrupted"
+                result.stop_reason = f"interrupted during step {index + 1} of {len(stages)} ({stage.label}); the unfinished step was discarded"
                 logger.warning("run %d interrupted; %d finished step(s) kept", result.run_id, len(result.steps))
                 return
-            row = judge_step(index, measurement, criteria)
-            run_store.add_step(store, result.run_id, row)
-            result.steps.append(row)
+            verdict = judge_step(index, measurement, plan.criteria)
+            if abort_reason:
+                verdict.row["passed"] = False
+                verdict.row["fail_reason"] = "; ".join(filter(None, [verdict.row["fail_reason"], *abort_reason]))
+            run_store.add_step(store, result.run_id, verdict.row, verdict.scenario_rows)
+            result.steps.append(verdict.row)
+            result.scenario_rows.append(verdict.scenario_rows)
             if progress is not None:
-                progress.step_finished(row)
+                progress.step_finished(verdict.row)
+
+            row = verdict.row
             if row["generator_saturated"]:
-                result.stop_reason = f"generator saturated at {rate:g} rps: {row['fail_reason']}"
+                result.exit_reason = "generator_saturated"
+                result.stop_reason = f"generator saturated at step {index + 1} ({stage.label}): {row['fail_reason']}"
                 break
-            if not row["passed"]:
-                result.breaking_point_rps = rate
-                result.stop_reason = f"step {index + 1} of {len(rates)} at {rate:g} rps broke the limits: {row['fail_reason']}"
+            breaches = [*verdict.threshold_breaches, *abort_reason]
+            if plan.abort_on_threshold and breaches:
+                result.exit_reason = "threshold"
+                result.stop_reason = f"aborted at step {index + 1} ({stage.label}): {'; '.join(breaches)}"
+                result.breaking_point_rps = row["offered_rps"]
+                logger.warning("run %d aborted: %s", result.run_id, "; ".join(breaches))
+                break
+            if not row["passed"] and plan.stop_on_failed_step:
+                result.exit_reason = "breaking_point"
+                result.breaking_point_rps = row["offered_rps"]
+                result.stop_reason = f"step {index + 1} of {len(stages)} ({stage.label}) broke the limits: {row['fail_reason']}"
                 break
         result.status = "finished"
         if result.stop_reason is None:
-            result.stop_reason = f"all {len(rates)} step(s) passed up to {rates[-1]:g} rps"
+            result.exit_reason = "completed"
+            failed = sum(1 for row in result.steps if not row["passed"])
+            result.stop_reason = f"all {len(stages)} step(s) ran; {failed} failed"
+            first_failed = next((row for row in result.steps if not row["passed"]), None)
+            if first_failed is not None:
+                result.breaking_point_rps = first_failed["offered_rps"]
     finally:
-        if own_sender:
-            await engine.close()
+        await generator.close()
         for signum in installed:
             loop.remove_signal_handler(signum)
 
 
-def _close_run(store: Store, result: RunResult, plan: StepPlan, policy: SafeLoadPolicy) -> None:
-    passed = [row["offered_rps"] for row in result.steps if row["passed"]]
-    highest_passed = max(passed) if passed else None
+def _generator_cores_busy() -> float | None:
+    """Return how busy the cores this process may run on were since the last call (0-1)."""
+    per_core = psutil.cpu_percent(interval=None, percpu=True)
+    try:
+        allowed = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        allowed = list(range(len(per_core)))
+    busy = [per_core[core] for core in allowed if core < len(per_core)]
+    return sum(busy) / len(busy) / 100.0 if busy else None
+
+
+async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()
+
+
+def _close_run(store: Store, result: RunResult, policy: SafeLoadPolicy) -> None:
+    candidates = [row for row in result.steps if row["passed"]]
+    if result.breaking_point_rps is not None:
+        candidates = [row for row in candidates if row["offered_rps"] < result.breaking_point_rps]
+    highest_passed = max((row["offered_rps"] for row in candidates), default=None)
     result.safe_rps, result.recommended_rps = policy.loads(result.breaking_point_rps, highest_passed)
     if result.breaking_point_rps is None and result.status == "finished" and highest_passed is not None:
         logger.warning(
@@ -248,6 +345,7 @@ def _close_run(store: Store, result: RunResult, plan: StepPlan, policy: SafeLoad
         status=result.status,
         finished_at=datetime.now(timezone.utc).replace(tzinfo=None),
         stop_reason=result.stop_reason,
+        exit_reason=result.exit_reason,
         breaking_point_rps=result.breaking_point_rps,
         safe_rps=result.safe_rps,
         recommended_rps=result.recommended_rps,

@@ -1,4 +1,4 @@
-"""One step of an open workload: a fixed arrival rate for a fixed time.
+"""One step of an open workload: arrivals on a schedule, for a fixed time.
 
 Arrivals follow a schedule that does not wait for responses, so a slow target
 cannot slow the offered load down. Latency is measured from each request's
@@ -13,82 +13,25 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-import numpy as np
+from loadprobe.arrivals import arrival_offsets
+from loadprobe.http_engine import RequestSender, RequestSpec
+from loadprobe.measurement import LiveCounters, StepMeasurement
+from loadprobe.scenario_mix import ScenarioMix
+from loadprobe.step_recorder import StepRecorder
 
-from loadprobe.histogram import LatencyHistogram
-from loadprobe.http_engine import Outcome, RequestSender
+__all__ = ["run_open_step"]
 
-__all__ = ["LiveCounters", "StepMeasurement", "arrival_offsets", "run_open_step", "ARRIVAL_KINDS"]
-
-ARRIVAL_KINDS = ("uniform", "poisson")
 START_DELAY_S = 0.02  # lead time before the first arrival, so it is not already late
 YIELD_EVERY = 64  # arrivals fired back to back before the scheduler yields to the loop
 
 
-@dataclass
-class LiveCounters:
-    """Counters the progress display reads while a step runs."""
-
-    sent: int = 0
-    ok: int = 0
-    errors: int = 0
-    dropped: int = 0
-    in_flight: int = 0
-
-
-@dataclass
-class StepMeasurement:
-    """Everything measured during one step, before it is judged."""
-
-    offered_rps: float
-    duration_s: float
-    started_at: datetime
-    scheduled: int = 0
-    sent: int = 0
-    dropped: int = 0
-    ok: int = 0
-    ok_in_window: int = 0
-    errors_by_kind: dict[str, int] = field(default_factory=dict)
-    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
-    service: LatencyHistogram = field(default_factory=LatencyHistogram)
-    send_lags_s: list[float] = field(default_factory=list)
-    generator_cpu: float = 0.0
-    interrupted: bool = False
-
-    @property
-    def errors(self) -> int:
-        return sum(self.errors_by_kind.values())
-
-    def send_lag_percentile_ms(self, percentile: float) -> float | None:
-        if not self.send_lags_s:
-            return None
-        return float(np.percentile(self.send_lags_s, percentile)) * 1000.0
-
-
-def arrival_offsets(rate_rps: float, duration_s: float, kind: str, rng: random.Random) -> Iterator[float]:
-    """Yield arrival times in seconds from the step start, up to ``duration_s``.
-
-    ``uniform`` spaces arrivals evenly; ``poisson`` draws exponential gaps with
-    the same mean, which is how independent users arrive.
-    """
-    if kind == "uniform":
-        count = int(round(rate_rps * duration_s))
-        for index in range(count):
-            yield index / rate_rps
-        return
-    offset = rng.expovariate(rate_rps)
-    while offset < duration_s:
-        yield offset
-        offset += rng.expovariate(rate_rps)
-
-
 async def run_open_step(
     sender: RequestSender,
-    rate_rps: float,
+    mix: ScenarioMix,
+    rate_start_rps: float,
+    rate_end_rps: float,
     duration_s: float,
     *,
     arrivals: str = "uniform",
@@ -97,8 +40,9 @@ async def run_open_step(
     stop: asyncio.Event | None = None,
     live: LiveCounters | None = None,
     seed: int | None = None,
+    phase: float = 0.0,
 ) -> StepMeasurement:
-    """Offer ``rate_rps`` for ``duration_s`` and measure every request.
+    """Offer a rate ramping from ``rate_start_rps`` to ``rate_end_rps`` for ``duration_s``.
 
     After the last arrival the step waits up to ``drain_timeout_s`` for
     requests still in flight; those still unanswered then count as timeouts.
@@ -106,17 +50,23 @@ async def run_open_step(
     """
     live = live or LiveCounters()
     rng = random.Random(seed)
-    measurement = StepMeasurement(offered_rps=rate_rps, duration_s=duration_s, started_at=datetime.now(timezone.utc))
-    outcomes: list[tuple[float, Outcome]] = []
-    tasks: dict[asyncio.Task[None], float] = {}
+    measurement = StepMeasurement(
+        model="open",
+        offered_rps=(rate_start_rps + rate_end_rps) / 2.0,
+        duration_s=duration_s,
+        started_at=datetime.now(timezone.utc),
+    )
+    recorder = StepRecorder(measurement)
+    in_flight: dict[asyncio.Task[None], tuple[str, float]] = {}
 
-    async def one_request(intended: float) -> None:
+    async def one_request(spec: RequestSpec, intended: float) -> None:
         live.in_flight += 1
+        measurement.in_flight_max = max(measurement.in_flight_max, live.in_flight)
         try:
-            outcome = await sender.send()
+            outcome = await sender.send(spec)
         finally:
             live.in_flight -= 1
-        outcomes.append((intended, outcome))
+        recorder.record(spec.name, intended, outcome)
         if outcome.error_kind is None:
             live.ok += 1
         else:
@@ -124,7 +74,8 @@ async def run_open_step(
 
     cpu_start = time.process_time()
     start = time.perf_counter() + START_DELAY_S
-    for fired, offset in enumerate(arrival_offsets(rate_rps, duration_s, arrivals, rng)):
+    schedule = arrival_offsets(rate_start_rps, rate_end_rps, duration_s, arrivals, rng, phase)
+    for fired, offset in enumerate(schedule):
         if stop is not None and stop.is_set():
             measurement.interrupted = True
             break
@@ -139,65 +90,32 @@ async def run_open_step(
             measurement.dropped += 1
             live.dropped += 1
             continue
-        task = asyncio.create_task(one_request(intended))
-        tasks[task] = intended
-        task.add_done_callback(lambda done: tasks.pop(done, None))
+        spec = mix.pick(rng)
+        task = asyncio.create_task(one_request(spec, intended))
+        in_flight[task] = (spec.name, intended)
+        task.add_done_callback(lambda done: in_flight.pop(done, None))
         measurement.sent += 1
         live.sent += 1
 
-    abandoned: list[float] = []
-    if tasks:
-        _, pending = await asyncio.wait(set(tasks), timeout=drain_timeout_s)
-        abandoned = [tasks[task] for task in pending if task in tasks]
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+    await _drain(in_flight, recorder, drain_timeout_s)
     now = time.perf_counter()
     measurement.generator_cpu = (time.process_time() - cpu_start) / max(now - start, 1e-9)
-
-    _summarise(measurement, outcomes, start, abandoned_intended=abandoned, now=now)
+    recorder.finish(start)
     return measurement
 
 
-def _summarise(
-    measurement: StepMeasurement,
-    outcomes: list[tuple[float, Outcome]],
-    start: float,
-    abandoned_intended: list[float],
-    now: float,
+async def _drain(
+    in_flight: dict[asyncio.Task[None], tuple[str, float]], recorder: StepRecorder, timeout_s: float
 ) -> None:
-    latencies_s: list[float] = []
-    for intended, outcome in outcomes:
-        measurement.send_lags_s.append(max(outcome.sent_at - intended, 0.0))
-        if outcome.error_kind in ("refused", "reset"):
-            # A refused or reset connection has no response time to speak of.
-            kind = outcome.error_kind
-            measurement.errors_by_kind[kind] = measurement.errors_by_kind.get(kind, 0) + 1
-            continue
-        latency_s = outcome.done_at - intended
-        latencies_s.append(latency_s)
-        measurement.latency.record_s(latency_s)
-        measurement.service.record_s(outcome.done_at - outcome.sent_at)
-        if outcome.error_kind is None:
-            measurement.ok += 1
-        else:
-            kind = outcome.error_kind
-            measurement.errors_by_kind[kind] = measurement.errors_by_kind.get(kind, 0) + 1
-    if abandoned_intended:
-        # Requests still unanswered after the drain wait are timeouts whose
-        # latency is at least the time they have waited so far.
-        kind_count = measurement.errors_by_kind.get("timeout", 0)
-        measurement.errors_by_kind["timeout"] = kind_count + len(abandoned_intended)
-        for intended in abandoned_intended:
-            measurement.latency.record_s(now - intended)
-
-    # Throughput is counted in a window as long as the step, shifted by the
-    # median latency: a target that keeps up answers every arrival inside it,
-    # and a saturated one only as many as its capacity allows.
-    shift_s = float(np.median(latencies_s)) if latencies_s else 0.0
-    window_start = start + shift_s
-    window_end = window_start + measurement.duration_s
-    measurement.ok_in_window = sum(
-        1 for _, outcome in outcomes if outcome.error_kind is None and window_start <= outcome.done_at <= window_end
-    )
+    """Wait for requests in flight; count those still unanswered as timeouts."""
+    if not in_flight:
+        return
+    _, pending = await asyncio.wait(set(in_flight), timeout=timeout_s)
+    now = time.perf_counter()
+    for task in pending:
+        entry = in_flight.get(task)
+        if entry is not None:
+            recorder.record_abandoned(entry[0], entry[1], now)
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from loadprobe.open_model import LiveCounters
+from loadprobe.measurement import LiveCounters
 
 __all__ = ["RichProgress"]
 
@@ -30,17 +31,15 @@ class RichProgress:
             transient=False,
         )
         self._task: TaskID | None = None
-        self._live: LiveCounters | None = None
+        self._live: Callable[[], LiveCounters] | None = None
         self._started_at = 0.0
         self._duration_s = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._progress.start()
 
-    def step_started(self, index: int, total: int, rate_rps: float, duration_s: float, live: LiveCounters) -> None:
-        self._task = self._progress.add_task(
-            f"step {index + 1}/{total} {rate_rps:g} rps", total=duration_s, detail=""
-        )
+    def step_started(self, index: int, total: int, label: str, duration_s: float, live: Callable[[], LiveCounters]) -> None:
+        self._task = self._progress.add_task(f"step {index + 1}/{total} {label}", total=duration_s, detail="")
         self._live = live
         self._started_at = time.monotonic()
         self._duration_s = duration_s
@@ -50,20 +49,29 @@ class RichProgress:
 
     def _refresh_loop(self) -> None:
         while not self._stop.wait(REFRESH_S):
-            task, live = self._task, self._live
-            if task is None or live is None:
+            task, read_live = self._task, self._live
+            if task is None or read_live is None:
                 continue
+            live = read_live()
             elapsed = min(time.monotonic() - self._started_at, self._duration_s)
-            detail = f"sent {live.sent}  ok {live.ok}  errors {live.errors}  dropped {live.dropped}  in flight {live.in_flight}"
+            rate = live.ok / elapsed if elapsed > 0 else 0.0
+            detail = (
+                f"sent {live.sent}  ok {live.ok} ({rate:.0f}/s)  errors {live.errors}  "
+                f"dropped {live.dropped}  in flight {live.in_flight}"
+            )
             self._progress.update(task, completed=elapsed, detail=detail)
 
     def step_finished(self, row: dict[str, Any]) -> None:
         if self._task is None:
             return
-        verdict = "[pass]" if row["passed"] else "[FAIL]"
+        verdict = "pass" if row["passed"] else "FAIL"
+        if row.get("generator_saturated"):
+            verdict = "GENERATOR SATURATED"
+        elif row.get("target_saturated"):
+            verdict += ", target saturated"
         p95 = row["p95_ms"]
         detail = (
-            f"{verdict} achieved {row['achieved_rps']:.1f} rps  p95 "
+            f"{verdict}: achieved {row['achieved_rps']:.1f} rps  p95 "
             f"{'-' if p95 is None else f'{p95:.1f} ms'}  errors {row['error_rate']:.2%}  "
             f"lag p99 {row['send_lag_p99_ms'] or 0:.1f} ms"
         )

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -63,38 +64,44 @@ error_log {root}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
+    keepalive_requests 1000000;
     client_body_temp_path {root}/body;
     proxy_temp_path {root}/proxy;
     fastcgi_temp_path {root}/fastcgi;
     uwsgi_temp_path {root}/uwsgi;
     scgi_temp_path {root}/scgi;
-    limit_req_zone $binary_remote_addr zone=fixed:1m rate={rate}r/s;
+    {limit_zone}
     server {{
         listen 127.0.0.1:{port};
         root {root}/www;
         location / {{
-            limit_req zone=fixed burst={burst} nodelay;
-            limit_req_status 503;
+            {limit_rule}
         }}
     }}
 }}
 """
 
 
-@pytest.fixture
-def nginx_rate_limited(tmp_path: Path) -> Iterator[tuple[str, float]]:
-    """nginx on 127.0.0.1 that serves a static page at most 200 requests/s (503 beyond).
+@contextmanager
+def running_nginx(root: Path, rate_limit_rps: int | None = None, files: dict[str, str] | None = None) -> Iterator[str]:
+    """Run nginx on 127.0.0.1 serving ``files`` (path -> text) and yield its base URL.
 
-    Yields the URL and the known limit in requests/s.
+    With ``rate_limit_rps``, every request beyond that rate (and a burst of
+    20) is answered 503, which gives the server a known capacity.
     """
     binary = require_binary("nginx", "/usr/sbin/nginx")
-    rate_rps = 200
-    root = tmp_path / "nginx"
     (root / "www").mkdir(parents=True)
-    (root / "www" / "index.html").write_text("ok\n")
+    for name, text in {"index.html": "ok\n", **(files or {})}.items():
+        (root / "www" / name).write_text(text)
     port = free_port()
+    limit_zone = limit_rule = ""
+    if rate_limit_rps is not None:
+        limit_zone = f"limit_req_zone $binary_remote_addr zone=fixed:1m rate={rate_limit_rps}r/s;"
+        limit_rule = "limit_req zone=fixed burst=20 nodelay; limit_req_status 503;"
     conf = root / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(user=getpass.getuser(), root=root, port=port, rate=rate_rps, burst=20))
+    conf.write_text(
+        NGINX_CONF.format(user=getpass.getuser(), root=root, port=port, limit_zone=limit_zone, limit_rule=limit_rule)
+    )
     process = subprocess.Popen(
         [binary, "-p", str(root), "-c", str(conf), "-e", str(root / "error.log")],
         stdout=subprocess.DEVNULL,
@@ -114,9 +121,9 @@ def nginx_rate_limited(tmp_path: Path) -> Iterator[tuple[str, float]]:
             if time.monotonic() > deadline:
                 pytest.fail(f"nginx did not answer on {url} within {SERVER_START_TIMEOUT_S:.0f} s")
             time.sleep(0.1)
-        # Let the limiter's bucket refill after the readiness requests.
+        # Let a limiter's bucket refill after the readiness requests.
         time.sleep(0.5)
-        yield url, float(rate_rps)
+        yield url
     finally:
         process.terminate()
         try:
@@ -124,3 +131,21 @@ def nginx_rate_limited(tmp_path: Path) -> Iterator[tuple[str, float]]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def nginx_rate_limited(tmp_path: Path) -> Iterator[tuple[str, float]]:
+    """nginx on 127.0.0.1 that serves a static page at most 200 requests/s (503 beyond).
+
+    Yields the URL and the known limit in requests/s.
+    """
+    with running_nginx(tmp_path / "nginx", rate_limit_rps=200) as url:
+        yield url, 200.0
+
+
+@pytest.fixture
+def nginx_static(tmp_path: Path) -> Iterator[str]:
+    """nginx on 127.0.0.1 serving small pages: /, /health, /search, /login, /checkout, /profile."""
+    files = {name: f"{name} ok\n" for name in ("health", "search", "login", "checkout", "profile")}
+    with running_nginx(tmp_path / "nginx", files=files) as url:
+        yield url

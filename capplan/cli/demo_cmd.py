@@ -21,7 +21,8 @@ from capplan.store import Store
 from capplan.store.series import write_samples
 from capplan.units import parse_horizon
 from loadprobe.demo_target import TargetConfig
-from loadprobe.load_test import StepPlan, run_load_test
+from loadprobe.generator import GeneratorConfig
+from loadprobe.load_test import RunPlan, StepPlan, run_load_test
 from loadprobe.progress import RichProgress
 from loadprobe.step_verdict import StepCriteria
 from loadprobe.target_process import start_demo_target
@@ -86,23 +87,24 @@ def run_demo(args: argparse.Namespace) -> int:
     with start_demo_target(TargetConfig(seed=7)) as target:
         status.print(f"1/5 demo target on {target.url} (worker pool of {target.config.workers})")
         status.print(f"2/5 baseline: {BASELINE_RPS:g} rps for {BASELINE_DURATION_S:g} s")
+        generator = GeneratorConfig(base_url=target.url)
+        baseline_plan = StepPlan(BASELINE_RPS, 0.0, BASELINE_RPS, BASELINE_DURATION_S)
         baseline = run_load_test(
             store,
             target.url,
             kind="baseline",
-            plan=StepPlan(BASELINE_RPS, 0.0, BASELINE_RPS, BASELINE_DURATION_S),
-            criteria=criteria,
+            plan=RunPlan(stages=baseline_plan.stages(), generator=generator, criteria=criteria),
             progress=RichProgress(status) if show_progress else None,
         )
         if baseline.status == "interrupted":
             return 130
         status.print(f"3/5 stepped test: {STEP_START_RPS:g} rps +{STEP_RPS:g} up to {STEP_MAX_RPS:g}, SLO p95 {DEMO_SLO_P95_MS:g} ms")
+        step_plan = StepPlan(STEP_START_RPS, STEP_RPS, STEP_MAX_RPS, step_duration_s)
         stepped = run_load_test(
             store,
             target.url,
             kind="step",
-            plan=StepPlan(STEP_START_RPS, STEP_RPS, STEP_MAX_RPS, step_duration_s),
-            criteria=criteria,
+            plan=RunPlan(stages=step_plan.stages(), generator=generator, criteria=criteria),
             progress=RichProgress(status) if show_progress else None,
         )
         if stepped.status == "interrupted":

@@ -1,4 +1,4 @@
-"""``capplan probe step`` and ``capplan probe baseline``: open-model load tests."""
+"""``capplan probe``: stepped, baseline and planned load tests."""
 
 from __future__ import annotations
 
@@ -12,38 +12,58 @@ from capplan.errors import ConfigError
 from capplan.policy import SafeLoadPolicy
 from capplan.store import Store
 from capplan.units import parse_duration_s, parse_fraction, parse_latency_ms
-from loadprobe.load_test import RunResult, StepPlan, run_load_test, validate_url
+from loadprobe.generator import GeneratorConfig, Stage
+from loadprobe.load_test import EXIT_THRESHOLD_FAILED, RunPlan, RunResult, StepPlan, auto_workers, run_load_test, validate_url
+from loadprobe.plan_file import parse_think_time, read_plan
 from loadprobe.progress import RichProgress
 from loadprobe.step_verdict import StepCriteria
+from loadprobe.thresholds import parse_threshold
 
 __all__ = ["register", "result_payload", "print_run_table"]
 
+ENGINES = ("aiohttp", "fast")
 
-def _positive_rate(text: str) -> float:
+
+def _rate(text: str) -> float:
     try:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid rate {text!r}; give requests per second, such as 50") from None
 
 
-def _add_shared(parser: argparse.ArgumentParser) -> None:
+def _add_generator_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--timeout", default="5s", help="per-request timeout (default 5s)")
+    parser.add_argument(
+        "--workers",
+        default="auto",
+        help="generator processes; 'auto' adds one per 2000 rps up to the number of cores (default auto)",
+    )
+    parser.add_argument("--engine", choices=ENGINES, default="aiohttp", help="HTTP engine (default aiohttp)")
+    parser.add_argument("--no-progress", action="store_true", help="do not draw the progress display")
+    parser.add_argument("--safe-fraction", type=float, default=0.8, help="safe load as a fraction of the breaking point (default 0.8)")
+    parser.add_argument(
+        "--recommended-fraction", type=float, default=0.6, help="recommended load as a fraction of the breaking point (default 0.6)"
+    )
+
+
+def _add_open_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("url", metavar="URL", help="target URL, such as http://127.0.0.1:8080/")
     parser.add_argument("--slo-p95", default="500", help="p95 latency SLO; a bare number is ms (default 500)")
     parser.add_argument(
         "--max-error-rate", default="0.01", help="highest error rate a step may have: 0.01 or 1%% (default 0.01)"
     )
     parser.add_argument(
-        "--arrivals", choices=["uniform", "poisson"], default="uniform", help="arrival spacing (default uniform)"
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="extra pass condition such as p99<1000 or error_rate<1%%; repeatable",
     )
-    parser.add_argument("--timeout", default="5s", help="per-request timeout (default 5s)")
+    parser.add_argument("--arrivals", choices=["uniform", "poisson"], default="uniform", help="arrival spacing (default uniform)")
     parser.add_argument(
         "--max-in-flight", type=int, default=1000, help="requests in flight at once; arrivals beyond it are dropped (default 1000)"
     )
-    parser.add_argument("--safe-fraction", type=float, default=0.8, help="safe load as a fraction of the breaking point (default 0.8)")
-    parser.add_argument(
-        "--recommended-fraction", type=float, default=0.6, help="recommended load as a fraction of the breaking point (default 0.6)"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="do not draw the progress display")
+    _add_generator_options(parser)
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -57,98 +77,190 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         help="stepped open-model test that stops at the first step breaking the SLO",
         description="Offer rising arrival rates, one step at a time, until a step breaks the SLO.",
     )
-    _add_shared(step)
-    step.add_argument("--start", type=_positive_rate, required=True, help="rate of the first step, requests/s")
-    step.add_argument("--step", type=_positive_rate, required=True, help="rate added per step, requests/s")
-    step.add_argument("--max", type=_positive_rate, required=True, help="highest rate to offer, requests/s")
+    _add_open_options(step)
+    step.add_argument("--start", type=_rate, required=True, help="rate of the first step, requests/s")
+    step.add_argument("--step", type=_rate, required=True, help="rate added per step, requests/s")
+    step.add_argument("--max", type=_rate, required=True, help="highest rate to offer, requests/s")
     step.add_argument("--step-duration", default="30s", help="length of each step, such as 30s or 2m (default 30s)")
     step.set_defaults(handler=_run_step)
 
     baseline = probe_sub.add_parser(
         "baseline",
         parents=[common],
-        help="one step at a fixed arrival rate",
-        description="Offer one fixed arrival rate for a while and measure it.",
+        help="one step at a fixed arrival rate, or a fixed number of users",
+        description="Offer one fixed arrival rate (--rate) or run a fixed number of users (--users) and measure it.",
     )
-    _add_shared(baseline)
-    baseline.add_argument("--rate", type=_positive_rate, required=True, help="arrival rate, requests/s")
+    _add_open_options(baseline)
+    load = baseline.add_mutually_exclusive_group(required=True)
+    load.add_argument("--rate", type=_rate, help="arrival rate, requests/s (open model)")
+    load.add_argument("--users", type=int, help="concurrent users, each looping with think time (closed model)")
+    baseline.add_argument("--think-time", default="0s", help="closed model: think time, fixed (1s) or a range (1s..3s)")
     baseline.add_argument("--duration", default="30s", help="length of the test, such as 30s (default 30s)")
     baseline.set_defaults(handler=_run_baseline)
 
-
-def _criteria_and_policy(args: argparse.Namespace) -> tuple[StepCriteria, SafeLoadPolicy]:
-    criteria = StepCriteria(
-        slo_p95_ms=parse_latency_ms(args.slo_p95, "--slo-p95"),
-        max_error_rate=parse_fraction(args.max_error_rate, "--max-error-rate"),
+    run = probe_sub.add_parser(
+        "run",
+        parents=[common],
+        help="run a TOML plan: k6-style stages, weighted scenarios and thresholds",
+        description="Run the stages and scenarios of a TOML plan; exit 99 when a threshold aborts it.",
     )
-    policy = SafeLoadPolicy(safe_fraction=args.safe_fraction, recommended_fraction=args.recommended_fraction)
-    return criteria, policy
+    run.add_argument("plan", metavar="PLAN.toml", help="plan file")
+    run.add_argument("--url", help="target URL, overriding the plan's url")
+    run.add_argument("--slo-p95", default=None, help="p95 latency SLO per step; a bare number is ms")
+    run.add_argument("--max-error-rate", default=None, help="highest error rate a step may have: 0.01 or 1%%")
+    _add_generator_options(run)
+    run.set_defaults(handler=_run_plan_file)
 
 
-def _execute(args: argparse.Namespace, kind: str, plan: StepPlan) -> int:
-    validate_url(args.url)
-    criteria, policy = _criteria_and_policy(args)
+def _workers(text: str, max_rate_rps: float) -> int:
+    if text == "auto":
+        return auto_workers(max_rate_rps)
+    try:
+        workers = int(text)
+    except ValueError:
+        raise ConfigError(f"--workers {text!r} is not a whole number; give 1, 2, ... or auto") from None
+    if workers < 1:
+        raise ConfigError(f"--workers {workers}: need at least 1 generator process")
+    return workers
+
+
+def _policy(args: argparse.Namespace) -> SafeLoadPolicy:
+    return SafeLoadPolicy(safe_fraction=args.safe_fraction, recommended_fraction=args.recommended_fraction)
+
+
+def _criteria(args: argparse.Namespace, thresholds: tuple = ()) -> StepCriteria:
+    return StepCriteria(
+        slo_p95_ms=None if args.slo_p95 is None else parse_latency_ms(args.slo_p95, "--slo-p95"),
+        max_error_rate=None if args.max_error_rate is None else parse_fraction(args.max_error_rate, "--max-error-rate"),
+        thresholds=thresholds,
+    )
+
+
+def _execute(args: argparse.Namespace, kind: str, plan: RunPlan, url: str) -> int:
+    policy = _policy(args)
     progress = None if (args.no_progress or args.json) else RichProgress()
-    result = run_load_test(Store(args.db), args.url, kind=kind, plan=plan, criteria=criteria, policy=policy, progress=progress)
+    result = run_load_test(Store(args.db), url, kind=kind, plan=plan, policy=policy, progress=progress)
     if args.json:
         print_json(result_payload(result))
     else:
         print_run_table(result)
-    return 130 if result.status == "interrupted" else 0
+    if result.status == "interrupted":
+        return 130
+    if result.exit_reason == "threshold":
+        return EXIT_THRESHOLD_FAILED
+    return 0
 
 
 def _run_step(args: argparse.Namespace) -> int:
-    plan = StepPlan(
+    validate_url(args.url)
+    step_plan = StepPlan(
         start_rps=args.start,
         step_rps=args.step,
         max_rps=args.max,
         step_duration_s=parse_duration_s(args.step_duration, "--step-duration"),
         arrivals=args.arrivals,
-        max_in_flight=args.max_in_flight,
-        timeout_s=parse_duration_s(args.timeout, "--timeout"),
     )
-    return _execute(args, "step", plan)
+    generator = GeneratorConfig(
+        base_url=args.url,
+        engine=args.engine,
+        timeout_s=parse_duration_s(args.timeout, "--timeout"),
+        max_in_flight=args.max_in_flight,
+        arrivals=args.arrivals,
+        workers=_workers(args.workers, args.max),
+    )
+    thresholds = tuple(parse_threshold(text) for text in args.threshold)
+    plan = RunPlan(stages=step_plan.stages(), generator=generator, criteria=_criteria(args, thresholds))
+    return _execute(args, "step", plan, args.url)
 
 
 def _run_baseline(args: argparse.Namespace) -> int:
-    if not args.rate > 0:
-        raise ConfigError(f"--rate: {args.rate:g} rps is not a positive rate; give for example --rate 50")
-    plan = StepPlan(
-        start_rps=args.rate,
-        step_rps=0.0,
-        max_rps=args.rate,
-        step_duration_s=parse_duration_s(args.duration, "--duration"),
-        arrivals=args.arrivals,
-        max_in_flight=args.max_in_flight,
+    validate_url(args.url)
+    duration_s = parse_duration_s(args.duration, "--duration")
+    if args.rate is not None:
+        if not args.rate > 0:
+            raise ConfigError(f"--rate: {args.rate:g} rps is not a positive rate; give for example --rate 50")
+        stage = Stage("open", args.rate, args.rate, duration_s)
+    else:
+        if args.users < 1:
+            raise ConfigError(f"--users {args.users}: need at least 1 user")
+        stage = Stage("closed", float(args.users), float(args.users), duration_s)
+    generator = GeneratorConfig(
+        base_url=args.url,
+        engine=args.engine,
         timeout_s=parse_duration_s(args.timeout, "--timeout"),
+        max_in_flight=args.max_in_flight,
+        arrivals=args.arrivals,
+        think_time_s=parse_think_time(args.think_time),
+        workers=_workers(args.workers, args.rate or 0.0),
     )
-    return _execute(args, "baseline", plan)
+    thresholds = tuple(parse_threshold(text) for text in args.threshold)
+    plan = RunPlan(stages=(stage,), generator=generator, criteria=_criteria(args, thresholds))
+    return _execute(args, "baseline", plan, args.url)
+
+
+def _run_plan_file(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    load_plan = read_plan(args.plan, url=args.url)
+    validate_url(load_plan.generator.base_url)
+    generator = load_plan.generator
+    if args.workers != "auto":
+        generator = replace(generator, workers=_workers(args.workers, 0.0))
+    elif generator.workers == 1 and load_plan.stages[0].model == "open":
+        peak_rps = max(max(stage.start, stage.end) for stage in load_plan.stages)
+        generator = replace(generator, workers=auto_workers(peak_rps))
+    if args.engine != "aiohttp":
+        generator = replace(generator, engine=args.engine)
+    plan = RunPlan(
+        stages=load_plan.stages,
+        generator=generator,
+        criteria=_criteria(args, load_plan.thresholds),
+        stop_on_failed_step=False,
+        abort_on_threshold=load_plan.abort_on_fail,
+        grace_s=load_plan.grace_s,
+    )
+    return _execute(args, "plan", plan, generator.base_url)
 
 
 def result_payload(result: RunResult) -> dict[str, Any]:
     """Return the ``--json`` object of a run."""
+    steps = []
+    for row, scenario_rows in zip(result.steps, result.scenario_rows):
+        steps.append(
+            {
+                "model": row["model"],
+                "offered_rps": row["offered_rps"],
+                "achieved_rps": row["achieved_rps"],
+                "users": row["users"],
+                "p50_ms": row["p50_ms"],
+                "p95_ms": row["p95_ms"],
+                "p99_ms": row["p99_ms"],
+                "service_p95_ms": row["service_p95_ms"],
+                "error_rate": row["error_rate"],
+                "errors_by_kind": row["errors_by_kind"],
+                "dropped": row["dropped"],
+                "send_lag_p99_ms": row["send_lag_p99_ms"],
+                "generator_cpu": row["generator_cpu"],
+                "generator_saturated": row["generator_saturated"],
+                "target_saturated": row["target_saturated"],
+                "concurrency_mean": row["concurrency_mean"],
+                "passed": row["passed"],
+                "fail_reason": row["fail_reason"],
+                "scenarios": [
+                    {key: scenario[key] for key in ("scenario", "requests", "error_rate", "p50_ms", "p95_ms", "p99_ms")}
+                    for scenario in scenario_rows
+                ],
+            }
+        )
     return {
         "run_id": result.run_id,
         "status": result.status,
+        "exit_reason": result.exit_reason,
         "stop_reason": result.stop_reason,
         "breaking_point_rps": result.breaking_point_rps,
         "safe_rps": result.safe_rps,
         "recommended_rps": result.recommended_rps,
-        "steps": [
-            {
-                "offered_rps": row["offered_rps"],
-                "achieved_rps": row["achieved_rps"],
-                "p50_ms": row["p50_ms"],
-                "p95_ms": row["p95_ms"],
-                "p99_ms": row["p99_ms"],
-                "error_rate": row["error_rate"],
-                "dropped": row["dropped"],
-                "generator_saturated": row["generator_saturated"],
-                "passed": row["passed"],
-                "fail_reason": row["fail_reason"],
-            }
-            for row in result.steps
-        ],
+        "steps": steps,
     }
 
 
@@ -162,9 +274,14 @@ def print_run_table(result: RunResult) -> None:
     for column in ("offered rps", "achieved rps", "p50 ms", "p95 ms", "p99 ms", "errors", "result"):
         table.add_column(column, justify="right")
     for row in result.steps:
-        verdict = "pass" if row["passed"] else ("generator saturated" if row["generator_saturated"] else "FAIL")
+        if row["generator_saturated"]:
+            verdict = "generator saturated"
+        else:
+            verdict = "pass" if row["passed"] else "FAIL"
+            if row["target_saturated"]:
+                verdict += " (target saturated)"
         table.add_row(
-            f"{row['offered_rps']:g}",
+            f"{row['offered_rps']:g}" if row["model"] == "open" else f"{row['offered_rps']:.1f} ({row['users']:g} users)",
             f"{row['achieved_rps']:.1f}",
             _ms(row["p50_ms"]),
             _ms(row["p95_ms"]),

@@ -17,7 +17,17 @@ import pandas as pd
 from capplan.errors import NotFoundError
 from capplan.store.connection import Store
 
-__all__ = ["STEP_COLUMNS", "create_run", "add_step", "finish_run", "get_run", "list_runs", "get_steps"]
+__all__ = [
+    "STEP_COLUMNS",
+    "SCENARIO_COLUMNS",
+    "create_run",
+    "add_step",
+    "finish_run",
+    "get_run",
+    "list_runs",
+    "get_steps",
+    "get_step_scenarios",
+]
 
 STEP_COLUMNS = (
     "step_index",
@@ -44,6 +54,33 @@ STEP_COLUMNS = (
     "passed",
     "fail_reason",
     "latency_hdr",
+    "model",
+    "users",
+    "service_hdr",
+    "send_lag_hdr",
+    "in_flight_max",
+    "concurrency_mean",
+    "target_saturated",
+    "generator_processes",
+    "machine_cpu_busy",
+    "interrupted",
+)
+
+SCENARIO_COLUMNS = (
+    "scenario",
+    "requests",
+    "ok_requests",
+    "errors",
+    "error_rate",
+    "errors_by_kind",
+    "mean_ms",
+    "p50_ms",
+    "p90_ms",
+    "p95_ms",
+    "p99_ms",
+    "max_ms",
+    "latency_hdr",
+    "service_hdr",
 )
 
 
@@ -72,20 +109,39 @@ def create_run(
     return int(row[0])
 
 
-def add_step(store: Store, run_id: int, step: Mapping[str, Any]) -> None:
-    """Insert one finished step of a run, in its own transaction."""
+def _row_values(row: Mapping[str, Any], columns: tuple[str, ...]) -> list[Any]:
     values = []
-    for column in STEP_COLUMNS:
-        value = step.get(column)
+    for column in columns:
+        value = row.get(column)
         if column == "errors_by_kind":
             value = json.dumps(value or {})
         values.append(value)
-    placeholders = ", ".join("?" for _ in range(len(STEP_COLUMNS) + 1))
+    return values
+
+
+def add_step(
+    store: Store,
+    run_id: int,
+    step: Mapping[str, Any],
+    scenarios: list[Mapping[str, Any]] | None = None,
+) -> None:
+    """Insert one finished step of a run and its per-scenario rows, in one transaction.
+
+    Columns missing from ``step`` are stored as NULL.
+    """
+    step_placeholders = ", ".join("?" for _ in range(len(STEP_COLUMNS) + 1))
+    scenario_placeholders = ", ".join("?" for _ in range(len(SCENARIO_COLUMNS) + 2))
     with store.write() as con:
         con.execute(
-            f"INSERT INTO steps (run_id, {', '.join(STEP_COLUMNS)}) VALUES ({placeholders})",
-            [run_id, *values],
+            f"INSERT INTO steps (run_id, {', '.join(STEP_COLUMNS)}) VALUES ({step_placeholders})",
+            [run_id, *_row_values(step, STEP_COLUMNS)],
         )
+        for scenario in scenarios or []:
+            con.execute(
+                f"INSERT INTO step_scenarios (run_id, step_index, {', '.join(SCENARIO_COLUMNS)}) "
+                f"VALUES ({scenario_placeholders})",
+                [run_id, step["step_index"], *_row_values(scenario, SCENARIO_COLUMNS)],
+            )
 
 
 def finish_run(
@@ -95,6 +151,7 @@ def finish_run(
     status: str,
     finished_at: datetime,
     stop_reason: str | None,
+    exit_reason: str | None = None,
     breaking_point_rps: float | None,
     safe_rps: float | None,
     recommended_rps: float | None,
@@ -103,11 +160,11 @@ def finish_run(
     with store.write() as con:
         con.execute(
             """
-            UPDATE runs SET status = ?, finished_at = ?, stop_reason = ?,
+            UPDATE runs SET status = ?, finished_at = ?, stop_reason = ?, exit_reason = ?,
                 breaking_point_rps = ?, safe_rps = ?, recommended_rps = ?
             WHERE run_id = ?
             """,
-            [status, finished_at, stop_reason, breaking_point_rps, safe_rps, recommended_rps, run_id],
+            [status, finished_at, stop_reason, exit_reason, breaking_point_rps, safe_rps, recommended_rps, run_id],
         )
 
 
@@ -133,3 +190,11 @@ def get_steps(store: Store, run_id: int) -> pd.DataFrame:
     """Return the steps of a run in order."""
     with store.read() as con:
         return con.execute("SELECT * FROM steps WHERE run_id = ? ORDER BY step_index", [run_id]).df()
+
+
+def get_step_scenarios(store: Store, run_id: int) -> pd.DataFrame:
+    """Return the per-scenario rows of a run's steps, in step and scenario order."""
+    with store.read() as con:
+        return con.execute(
+            "SELECT * FROM step_scenarios WHERE run_id = ? ORDER BY step_index, scenario", [run_id]
+        ).df()

@@ -142,7 +142,44 @@ _V1 = [
     """,
 ]
 
-MIGRATIONS: list[list[str]] = [_V1]
+# Probe at full depth: workload model, generator health and target saturation
+# per step, and per-scenario results with their own histograms.
+_PROBE_DETAIL = [
+    "ALTER TABLE steps ADD COLUMN model VARCHAR DEFAULT 'open'",  # open | closed
+    "ALTER TABLE steps ADD COLUMN users DOUBLE",  # closed model: users at the step's peak
+    "ALTER TABLE steps ADD COLUMN service_hdr VARCHAR",  # base64 HdrHistogram of service time, microseconds
+    "ALTER TABLE steps ADD COLUMN send_lag_hdr VARCHAR",  # base64 HdrHistogram of send lag, microseconds
+    "ALTER TABLE steps ADD COLUMN in_flight_max BIGINT",
+    "ALTER TABLE steps ADD COLUMN concurrency_mean DOUBLE",  # Little's law: achieved rps x mean latency
+    "ALTER TABLE steps ADD COLUMN target_saturated BOOLEAN DEFAULT false",
+    "ALTER TABLE steps ADD COLUMN generator_processes INTEGER DEFAULT 1",
+    "ALTER TABLE steps ADD COLUMN machine_cpu_busy DOUBLE",  # fraction of all cores busy during the step
+    "ALTER TABLE steps ADD COLUMN interrupted BOOLEAN DEFAULT false",
+    """
+    CREATE TABLE step_scenarios (
+        run_id          BIGINT NOT NULL,
+        step_index      INTEGER NOT NULL,
+        scenario        VARCHAR NOT NULL,
+        requests        BIGINT NOT NULL,
+        ok_requests     BIGINT NOT NULL,
+        errors          BIGINT NOT NULL,
+        error_rate      DOUBLE NOT NULL,
+        errors_by_kind  JSON,
+        mean_ms         DOUBLE,
+        p50_ms          DOUBLE,
+        p90_ms          DOUBLE,
+        p95_ms          DOUBLE,
+        p99_ms          DOUBLE,
+        max_ms          DOUBLE,
+        latency_hdr     VARCHAR,
+        service_hdr     VARCHAR,
+        PRIMARY KEY (run_id, step_index, scenario)
+    )
+    """,
+    "ALTER TABLE runs ADD COLUMN exit_reason VARCHAR",  # threshold | breaking_point | interrupted | completed
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _PROBE_DETAIL]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
