@@ -1,6 +1,6 @@
 """One step of a closed workload: users that loop with think time.
 
-Each user sends a request, waits for the answer, thinks, and repeats, so the
+Each user sends a request, waits for the response, thinks, and repeats, so the
 offered rate falls when the target slows down. That mirrors user sessions but
 hides queueing from the latency, which is why capacity tests use the open
 model. The number of users ramps linearly from ``users_start`` to

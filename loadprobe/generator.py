@@ -2,8 +2,8 @@
 
 Python runs one event loop per core at best, so rates beyond what one process
 can schedule are spread over worker processes. Each worker offers an equal
-share of the stage (its share of the rate, with uniform arrivals interleaved by
-phase, or its share of the users) and returns a mergeable measurement; the
+share of the stage: its share of the rate, with uniform arrivals interleaved by
+phase, or its share of the users. It returns a mergeable measurement, and the
 parent merges them, so percentiles cover every request of the step.
 """
 
@@ -54,7 +54,7 @@ class Stage:
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """How requests are generated; shared by every stage of a run."""
+    """Generator settings shared by every stage of a run."""
 
     base_url: str
     specs: tuple[RequestSpec, ...] = (RequestSpec(),)

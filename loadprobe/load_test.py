@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 REACHABILITY_TIMEOUT_S = 5.0
 LIVE_CHECK_S = 0.5
-# A live error-rate check needs this many answers before it may abort a step.
+# A live error-rate check needs this many completed requests before it may abort a step.
 LIVE_CHECK_MIN_REQUESTS = 100
 # Requests/s one generator process schedules comfortably; "auto" adds a
 # process per this much of the highest rate, up to the number of cores.

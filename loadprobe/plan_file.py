@@ -8,6 +8,8 @@ Example::
     think_time = "1s..3s"          # closed model: fixed ("2s") or a range
     thresholds = ["p95<500", "error_rate<1%", "checkout.p99<1000"]
     abort_on_fail = true           # stop at the first breach and exit 99
+    slo_p95 = "500ms"              # SLO that marks a step failed (not an abort)
+    max_error_rate = "1%"
 
     [[stages]]                     # each stage ramps from the previous target
     duration = "30s"
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from capplan.errors import ConfigError, InputDataError
-from capplan.units import parse_duration_s
+from capplan.units import parse_duration_s, parse_fraction, parse_latency_ms
 from loadprobe.arrivals import ARRIVAL_KINDS
 from loadprobe.generator import GeneratorConfig, Stage
 from loadprobe.http_engine import RequestSpec
@@ -57,6 +59,8 @@ class LoadPlan:
     thresholds: tuple[Threshold, ...]
     abort_on_fail: bool
     grace_s: float
+    slo_p95_ms: float | None = None
+    max_error_rate: float | None = None
 
 
 def parse_think_time(text: str | float) -> tuple[float, float]:
@@ -167,6 +171,8 @@ def parse_plan(data: dict[str, Any], url: str | None = None, source: str = "plan
         thresholds=thresholds,
         abort_on_fail=bool(data.get("abort_on_fail", True)),
         grace_s=parse_duration_s(data.get("grace", "5s"), "grace"),
+        slo_p95_ms=None if data.get("slo_p95") is None else parse_latency_ms(data["slo_p95"], "slo_p95"),
+        max_error_rate=None if data.get("max_error_rate") is None else parse_fraction(data["max_error_rate"], "max_error_rate"),
     )
 
 

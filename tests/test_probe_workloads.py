@@ -210,3 +210,19 @@ def test_plan_missing_file_exit_2(tmp_path, capsys):
     code = main(["probe", "run", str(tmp_path / "absent.toml"), "--db", str(tmp_path / "s.duckdb")])
     assert code == 2
     assert "absent.toml" in capsys.readouterr().err
+
+
+def test_plan_slo_marks_step_failed(demo_target, tmp_path, capsys):
+    plan = tmp_path / "slo.toml"
+    plan.write_text(
+        f'url = "{demo_target.url}"\nslo_p95 = "5ms"\nstart_target = 20\n'
+        '[[stages]]\nduration = "1s"\ntarget = 20\n[[stages]]\nduration = "1s"\ntarget = 20\n'
+    )
+    code, payload = run_json(capsys, ["probe", "run", str(plan), "--json", "--db", str(tmp_path / "s.duckdb")])
+
+    # The SLO fails steps without aborting: both stages run, and the first
+    # failed one is the breaking point.
+    assert code == 0
+    assert len(payload["steps"]) == 2
+    assert all("SLO 5.0 ms" in step["fail_reason"] for step in payload["steps"])
+    assert payload["breaking_point_rps"] == 20

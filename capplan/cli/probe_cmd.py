@@ -106,8 +106,10 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     )
     run.add_argument("plan", metavar="PLAN.toml", help="plan file")
     run.add_argument("--url", help="target URL, overriding the plan's url")
-    run.add_argument("--slo-p95", default=None, help="p95 latency SLO per step; a bare number is ms")
-    run.add_argument("--max-error-rate", default=None, help="highest error rate a step may have: 0.01 or 1%%")
+    run.add_argument("--slo-p95", default=None, help="p95 latency SLO per step, overriding the plan's slo_p95; a bare number is ms")
+    run.add_argument(
+        "--max-error-rate", default=None, help="highest error rate a step may have, overriding the plan's max_error_rate: 0.01 or 1%%"
+    )
     _add_generator_options(run)
     run.set_defaults(handler=_run_plan_file)
 
@@ -211,6 +213,10 @@ def _run_plan_file(args: argparse.Namespace) -> int:
         generator = replace(generator, workers=auto_workers(peak_rps))
     if args.engine != "aiohttp":
         generator = replace(generator, engine=args.engine)
+    if args.slo_p95 is None and load_plan.slo_p95_ms is not None:
+        args.slo_p95 = f"{load_plan.slo_p95_ms}ms"
+    if args.max_error_rate is None and load_plan.max_error_rate is not None:
+        args.max_error_rate = str(load_plan.max_error_rate)
     plan = RunPlan(
         stages=load_plan.stages,
         generator=generator,
