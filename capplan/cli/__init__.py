@@ -38,12 +38,18 @@ def _common_options() -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     from capplan.cli import (
+        analyze_cmd,
         app_cmd,
+        capacity_cmd,
         collect_cmd,
         demo_cmd,
+        export_cmd,
         forecast_cmd,
+        import_cmd,
         plan_cmd,
         probe_cmd,
+        report_cmd,
+        sql_cmd,
         target_cmd,
     )
 
@@ -55,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     common = _common_options()
-    for module in (demo_cmd, probe_cmd, collect_cmd, forecast_cmd, plan_cmd, app_cmd, target_cmd):
+    for module in (demo_cmd, probe_cmd, import_cmd, collect_cmd, analyze_cmd, forecast_cmd, capacity_cmd, plan_cmd, app_cmd, sql_cmd, report_cmd, target_cmd, export_cmd):
         module.register(subparsers, common)
     return parser
 
