@@ -1,8 +1,9 @@
 """Daily peaks: the demand that a capacity plan has to carry.
 
 A fleet is sized for the busiest moment of a day, not for the daily mean, so
-every forecast in capplan works on one value per UTC day: the maximum of that
-day's samples. Days with too few samples are left out (set to missing),
+capacity plans work on one value per UTC day: the maximum of that day's
+samples, or a high quantile of them. Weekly peaks are the maximum of each
+week's daily peaks. Days with too few samples are left out (set to missing),
 because the maximum of a half-observed day underestimates its peak. Gaps stay
 missing (NaN), never zero, because zero would read as "no demand".
 """
@@ -25,6 +26,7 @@ __all__ = [
     "median_step",
     "regularize",
     "daily_peaks",
+    "weekly_peaks",
     "regular_step",
     "seasonal_period",
     "check_history_length",
@@ -41,6 +43,7 @@ MIN_HISTORY_DAYS = 14             # two weekly cycles, so the weekly season can 
 MIN_HISTORY_POINTS = 14           # non-missing values inside those days
 SPARSE_DAY_FRACTION = 0.5         # a day with fewer than this fraction of its expected samples is dropped
 DROPPED_DAYS_SHOWN = 5            # dropped days named in the log message
+MIN_DAYS_PER_WEEK = 4             # a week with fewer observed daily peaks is left out of the weekly peaks
 
 
 @dataclass(frozen=True)
@@ -86,8 +89,11 @@ def regularize(samples: pd.DataFrame, step: pd.Timedelta | None = None) -> pd.Se
     return binned.reindex(grid)
 
 
-def daily_peaks(samples: pd.DataFrame) -> DailyPeaks:
+def daily_peaks(samples: pd.DataFrame, quantile: float | None = None) -> DailyPeaks:
     """Return the peak of each UTC day of samples (``ts`` as naive UTC, ``value``).
+
+    The peak is the day's maximum, or with ``quantile`` (such as 0.95) that
+    quantile of the day's samples, which ignores a few seconds of spike.
 
     Sub-daily data: each day's maximum, where a day with fewer than half of
     its expected samples (one day divided by the median step) becomes NaN and
@@ -110,7 +116,7 @@ def daily_peaks(samples: pd.DataFrame) -> DailyPeaks:
     else:
         grid = regularize(samples, step)
         by_day = grid.groupby(grid.index.floor("D"))
-        peaks = by_day.max()
+        peaks = by_day.max() if quantile is None else by_day.quantile(quantile)
         counts = by_day.count()
         expected = ONE_DAY / step
         sparse = (counts < SPARSE_DAY_FRACTION * expected) & peaks.notna()
@@ -134,6 +140,28 @@ def daily_peaks(samples: pd.DataFrame) -> DailyPeaks:
     peaks = peaks.loc[observed.index[0] : observed.index[-1]].asfreq("D")
     peaks.name = "peak"
     return DailyPeaks(values=peaks, sample_step=step, sub_daily=sub_daily, dropped_days=dropped)
+
+
+def weekly_peaks(daily: pd.Series) -> pd.Series:
+    """Return the peak of each week (Monday 00:00 UTC to Sunday) from daily peaks.
+
+    A week with fewer than MIN_DAYS_PER_WEEK observed days is NaN, because
+    its maximum would underestimate the week's peak, and missing weeks at
+    either end are trimmed. Each index value is the week's Monday.
+    """
+    values = daily.copy()
+    values.index = pd.DatetimeIndex(values.index)
+    week_start = values.index - pd.to_timedelta(values.index.day_of_week, unit="D")
+    grouped = values.groupby(week_start)
+    peaks = grouped.max()
+    peaks[grouped.count() < MIN_DAYS_PER_WEEK] = np.nan
+    peaks = peaks.asfreq("7D")
+    observed = peaks.dropna()
+    if observed.empty:
+        return observed
+    peaks = peaks.loc[observed.index[0] : observed.index[-1]].asfreq("7D")
+    peaks.name = "weekly_peak"
+    return peaks
 
 
 def regular_step(index: pd.DatetimeIndex) -> pd.Timedelta | None:
