@@ -8,6 +8,14 @@ So the capacity is ``workers / mean service time``: below it latency stays near
 the service time, near it queueing makes latency bend upward, and above it the
 queue fills and errors rise, the way a real service behaves.
 
+With ``cpu_ms`` above 0 the target is CPU-bound instead: each request
+busy-waits ``cpu_ms`` on the event loop, so requests are served one at a time
+and the capacity is about ``1000 / cpu_ms`` requests/s per process, less
+aiohttp's own overhead per request. Requests that arrive meanwhile wait in
+the socket backlog, with no queue limit. The busy wait is measured in
+wall-clock time, so the capacity stays put when other processes compete for
+the core.
+
 It exposes Prometheus metrics at ``/metrics``. Run it with
 ``capplan target serve`` or ``python -m loadprobe.demo_target``.
 """
@@ -22,7 +30,15 @@ import time
 from dataclasses import dataclass
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 
 __all__ = ["TargetConfig", "build_app", "serve", "main"]
 
@@ -40,9 +56,12 @@ class TargetConfig:
     service_cv: float = 0.5  # standard deviation / mean of the service time; 0 makes it fixed
     queue_limit: int = 100
     seed: int | None = None
+    cpu_ms: float = 0.0  # busy wait per request holding the event loop; 0 uses the worker pool
 
     @property
     def capacity_rps(self) -> float:
+        if self.cpu_ms > 0:
+            return 1000.0 / self.cpu_ms
         return self.workers * 1000.0 / self.service_ms
 
 
@@ -61,6 +80,9 @@ class _Metrics:
         self.busy = Gauge("demo_busy_workers", "Workers serving a request", registry=self.registry)
         self.queued = Gauge("demo_queue_length", "Requests waiting for a worker", registry=self.registry)
         self.workers = Gauge("demo_workers", "Size of the worker pool", registry=self.registry)
+        # process_cpu_seconds_total and process_resident_memory_bytes, which a
+        # probe run with --prometheus stores per step.
+        ProcessCollector(registry=self.registry)
 
 
 def build_app(config: TargetConfig) -> web.Application:
@@ -78,8 +100,19 @@ def build_app(config: TargetConfig) -> web.Application:
         shape = 1.0 / (config.service_cv**2)
         return rng.gammavariate(shape, mean_s / shape)
 
+    def busy_wait(duration_s: float) -> None:
+        deadline = time.perf_counter() + duration_s
+        while time.perf_counter() < deadline:
+            pass
+
     async def handle(request: web.Request) -> web.Response:
         arrived = time.perf_counter()
+        if config.cpu_ms > 0:
+            # Deliberately blocks the event loop: no other request runs meanwhile.
+            busy_wait(config.cpu_ms / 1000.0)
+            metrics.requests.labels(code="200").inc()
+            metrics.latency.observe(time.perf_counter() - arrived)
+            return web.json_response({"ok": True})
         if state["waiting"] >= config.queue_limit:
             metrics.requests.labels(code="503").inc()
             return web.json_response({"error": "queue full"}, status=503)
@@ -116,14 +149,23 @@ def build_app(config: TargetConfig) -> web.Application:
 
 def serve(config: TargetConfig, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Serve until interrupted; logs the start and the stop."""
-    logger.info(
-        "demo target on http://%s:%d/ : %d workers, %.1f ms mean service, capacity %.0f rps",
-        host,
-        port,
-        config.workers,
-        config.service_ms,
-        config.capacity_rps,
-    )
+    if config.cpu_ms > 0:
+        logger.info(
+            "demo target on http://%s:%d/ : CPU-bound, %.1f ms busy wait per request, capacity about %.0f rps",
+            host,
+            port,
+            config.cpu_ms,
+            config.capacity_rps,
+        )
+    else:
+        logger.info(
+            "demo target on http://%s:%d/ : %d workers, %.1f ms mean service, capacity %.0f rps",
+            host,
+            port,
+            config.workers,
+            config.service_ms,
+            config.capacity_rps,
+        )
     try:
         import uvloop
 
@@ -144,6 +186,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--queue-limit", type=int, default=TargetConfig.queue_limit, help="requests allowed to wait for a worker")
     parser.add_argument("--seed", type=int, default=None, help="seed of the service-time draws")
+    parser.add_argument(
+        "--cpu-ms",
+        type=float,
+        default=TargetConfig.cpu_ms,
+        help="busy wait per request in ms, holding the event loop (capacity about 1000 / cpu-ms rps); 0 uses the worker pool",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> TargetConfig:
@@ -157,12 +205,15 @@ def config_from_args(args: argparse.Namespace) -> TargetConfig:
         raise ConfigError(f"--service-cv {args.service_cv:g}: must be 0 or more")
     if args.queue_limit < 0:
         raise ConfigError(f"--queue-limit {args.queue_limit}: must be 0 or more")
+    if not args.cpu_ms >= 0:
+        raise ConfigError(f"--cpu-ms {args.cpu_ms:g}: must be 0 (worker pool) or a busy wait in ms above 0")
     return TargetConfig(
         workers=args.workers,
         service_ms=args.service_ms,
         service_cv=args.service_cv,
         queue_limit=args.queue_limit,
         seed=args.seed,
+        cpu_ms=args.cpu_ms,
     )
 
 

@@ -82,6 +82,8 @@ def start_demo_target(config: TargetConfig | None = None, port: int | None = Non
         str(config.service_cv),
         "--queue-limit",
         str(config.queue_limit),
+        "--cpu-ms",
+        str(config.cpu_ms),
     ]
     if config.seed is not None:
         command += ["--seed", str(config.seed)]

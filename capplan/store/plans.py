@@ -1,4 +1,8 @@
-"""Stored capacity plans: one row per plan and one per month of its horizon."""
+"""Stored capacity plans: one row per plan and one per month of its horizon.
+
+The month columns after ``utilisation`` were added with the plan detail
+migration; a months frame without them stores NULL there.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,15 @@ from capplan.store.connection import Store
 __all__ = ["insert_plan", "latest_plan_id", "get_plan", "plan_months"]
 
 _MONTH_COLUMNS = ["month", "months_ahead", "demand_rps", "demand_yhat_rps", "instances", "utilisation"]
+_DETAIL_COLUMNS = [
+    "per_instance_rps",
+    "p95_ms",
+    "hours",
+    "cost",
+    "shortfall_probability",
+    "shortfall_probability_peak_day",
+    "scaling_efficiency",
+]
 
 
 def insert_plan(
@@ -31,15 +44,26 @@ def insert_plan(
     runway_date: date | None,
     policy: Mapping[str, Any],
     months: pd.DataFrame,
+    inputs: Mapping[str, Any] | None = None,
+    price_per_instance_hour: float | None = None,
+    fleet_capacity_rps: float | None = None,
 ) -> int:
-    """Store a plan and its months and return the plan id."""
+    """Store a plan and its months and return the plan id.
+
+    ``inputs`` records where every number came from (run, capacity report,
+    forecast, policy) so a review can trace it.
+    """
     frame = months[_MONTH_COLUMNS].copy()
+    for column in _DETAIL_COLUMNS:
+        frame[column] = pd.to_numeric(months[column], errors="coerce") if column in months.columns else float("nan")
+    columns = _MONTH_COLUMNS + _DETAIL_COLUMNS
     with store.write() as con:
         row = con.execute(
             """
             INSERT INTO plans (created_at, run_id, forecast_id, series_name, safe_rps_per_instance,
-                               redundancy, current_instances, demand_quantile, runway_date, policy)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING plan_id
+                               redundancy, current_instances, demand_quantile, runway_date, policy,
+                               inputs, price_per_instance_hour, fleet_capacity_rps)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING plan_id
             """,
             [
                 created_at,
@@ -52,13 +76,19 @@ def insert_plan(
                 demand_quantile,
                 runway_date,
                 json.dumps(dict(policy), default=str),
+                None if inputs is None else json.dumps(dict(inputs), default=str),
+                price_per_instance_hour,
+                fleet_capacity_rps,
             ],
         ).fetchone()
         assert row is not None
         plan_id = int(row[0])
         frame.insert(0, "plan_id", plan_id)
         con.register("incoming_months", frame)
-        con.execute(f"INSERT INTO plan_months SELECT plan_id, {', '.join(_MONTH_COLUMNS)} FROM incoming_months")
+        con.execute(
+            f"INSERT INTO plan_months (plan_id, {', '.join(columns)}) "
+            f"SELECT plan_id, {', '.join(columns)} FROM incoming_months"
+        )
         con.unregister("incoming_months")
     return plan_id
 
@@ -83,5 +113,6 @@ def plan_months(store: Store, plan_id: int) -> pd.DataFrame:
     """Return the months of a plan in order."""
     with store.read() as con:
         return con.execute(
-            f"SELECT {', '.join(_MONTH_COLUMNS)} FROM plan_months WHERE plan_id = ? ORDER BY month", [plan_id]
+            f"SELECT {', '.join(_MONTH_COLUMNS + _DETAIL_COLUMNS)} FROM plan_months WHERE plan_id = ? ORDER BY month",
+            [plan_id],
         ).df()
