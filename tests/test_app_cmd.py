@@ -236,10 +236,12 @@ def test_streamlit_command_options() -> None:
     assert options["--browser.gatherUsageStats"] == "false"
 
 
-def test_app_file_is_packaged_app() -> None:
-    assert APP_FILE.name == "streamlit_app.py"
-    assert APP_FILE.parent.name == "capplan"
+def test_app_file_alone_in_its_folder() -> None:
+    siblings = sorted(path.name for path in APP_FILE.parent.iterdir() if path.name != "__pycache__")
+
     assert APP_FILE.is_file()
+    assert APP_FILE.parent.parent.name == "capplan"
+    assert siblings == ["__init__.py", APP_FILE.name]
 
 
 @pytest.mark.parametrize("port", ["0", "70000", "http"])

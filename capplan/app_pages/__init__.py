@@ -1,11 +1,25 @@
-"""Sections of the Streamlit app, one module per tab, plus its cached store reads and charts.
+"""Pages of the Streamlit app, plus its cached store reads, charts and what-if model.
 
-``capplan/streamlit_app.py`` lays out the page and calls ``render_*`` here. The
-modules import Streamlit, so nothing outside the app should import them.
+``capplan/streamlit_app.py`` lays out the sidebar and calls one
+``render_*_page`` here. The page modules import Streamlit, so nothing outside
+the app should import them. ``scenario_model``, ``intervals`` and the chart
+modules contain plain functions, which the benchmark and the tests call directly.
 """
 
-from capplan.app_pages.demand import render_demand_tab
-from capplan.app_pages.load_tests import render_load_tests_tab
-from capplan.app_pages.plan import render_plan_tab
+from capplan.app_pages.bottlenecks import render_bottlenecks_page
+from capplan.app_pages.demand import render_demand_page
+from capplan.app_pages.load_tests import render_load_tests_page
+from capplan.app_pages.overview import render_overview_page
+from capplan.app_pages.plan import render_plan_page
+from capplan.app_pages.scenarios import render_scenarios_page
+from capplan.app_pages.sql_page import render_sql_page
 
-__all__ = ["render_demand_tab", "render_load_tests_tab", "render_plan_tab"]
+__all__ = [
+    "render_bottlenecks_page",
+    "render_demand_page",
+    "render_load_tests_page",
+    "render_overview_page",
+    "render_plan_page",
+    "render_scenarios_page",
+    "render_sql_page",
+]

@@ -14,6 +14,7 @@ import pandas as pd
 
 from capplan.app_pages.data import STATUS_FAILED, STATUS_PASSED, STATUS_SATURATED
 from capplan.app_pages.formatting import format_level, format_ms, format_rps
+from capplan.app_pages.intervals import interval_bands
 
 __all__ = ["instances_chart", "demand_chart", "rate_chart", "latency_chart"]
 
@@ -23,6 +24,7 @@ COLOR_HISTORY = "#1f77b4"
 COLOR_FORECAST = "#ff7f0e"
 COLOR_REFERENCE = "#555555"
 COLOR_SLO = "#d62728"
+OVERLAY_COLORS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 STATUS_COLORS = {STATUS_PASSED: "#2ca02c", STATUS_FAILED: "#d62728", STATUS_SATURATED: "#9467bd"}
 STATUS_SHAPES = {STATUS_PASSED: "circle", STATUS_FAILED: "square", STATUS_SATURATED: "triangle-up"}
 
@@ -118,62 +120,91 @@ def demand_chart(
     points: pd.DataFrame | None,
     level: float | None,
     unit_title: str,
+    overlays: dict[str, pd.DataFrame] | None = None,
 ) -> alt.LayerChart:
-    """Draw the daily peaks as a line, and the forecast as a dashed line with its interval as a shaded band.
+    """Draw the daily peaks as a line and the forecast as a fan: a dashed median inside 80 % and 95 % bands.
 
-    The legend names the band by its coverage, such as ``80 % interval``.
+    The legend names each band by its coverage, such as ``80 % interval``,
+    and marks a band scaled from the stored interval with ``(scaled)`` (see
+    ``capplan.app_pages.intervals``). ``overlays`` maps a scenario name to
+    its adjusted points (``ts``, ``yhat``), drawn as further lines.
     """
     has_forecast = points is not None and not points.empty and level is not None
-    band_name = format_level(level) if has_forecast and level is not None else ""
-    domain = ["daily peak", "forecast", band_name] if has_forecast else ["daily peak"]
-    colors = [COLOR_HISTORY, COLOR_FORECAST, COLOR_FORECAST][: len(domain)]
-    color_scale = alt.Scale(domain=domain, range=colors)
-
-    x = alt.X("ts:T", title="date (UTC)", scale=alt.Scale(type="utc"), axis=alt.Axis(format="%Y-%m-%d"))
+    x = alt.X("ts:T", title="day (UTC)", scale=alt.Scale(type="utc"), axis=alt.Axis(format="%Y-%m-%d"))
     y_title = f"daily peak ({unit_title})"
     date_tooltip = alt.Tooltip("ts:T", title="day (UTC)", format="%Y-%m-%d", formatType="utc")
 
     history_frame = pd.DataFrame({"ts": _as_utc(history["ts"]), "value": history["value"], "layer": "daily peak"})
-    history_line = (
-        alt.Chart(history_frame)
-        .mark_line()
-        .encode(
-            x=x,
-            y=alt.Y("value:Q", title=y_title),
-            color=alt.Color("layer:N", title=None, scale=color_scale),
-            tooltip=[date_tooltip, alt.Tooltip("value:Q", title="daily peak", format=",.1f")],
-        )
-    )
-    if not has_forecast or points is None:
-        return alt.LayerChart(layer=[history_line], height=CHART_HEIGHT_PX)
+    line_names = ["daily peak"] if not history.empty else []
+    line_colors = [COLOR_HISTORY] if not history.empty else []
+    band_frames = []
+    if has_forecast and points is not None and level is not None:
+        line_names.append("forecast")
+        line_colors.append(COLOR_FORECAST)
+        for band_level, (lower, upper, derived) in sorted(interval_bands(points, level).items(), reverse=True):
+            name = format_level(band_level) + (" (scaled)" if derived else "")
+            band_frames.append(
+                pd.DataFrame({"ts": _as_utc(points["ts"]), "lower": lower, "upper": upper, "band": name})
+            )
+    for index, name in enumerate(overlays or {}):
+        line_names.append(name)
+        line_colors.append(OVERLAY_COLORS[index % len(OVERLAY_COLORS)])
+    color_scale = alt.Scale(domain=line_names, range=line_colors)
 
-    forecast_frame = points.assign(ts=_as_utc(points["ts"]), layer="forecast", band=band_name)
-    band = (
-        alt.Chart(forecast_frame)
-        .mark_area(opacity=0.25)
-        .encode(
-            x=x,
-            y=alt.Y("lower:Q", title=y_title),
-            y2="upper:Q",
-            color=alt.Color("band:N", title=None, scale=color_scale),
-            tooltip=[
-                date_tooltip,
-                alt.Tooltip("lower:Q", title="lower", format=",.1f"),
-                alt.Tooltip("yhat:Q", title="forecast", format=",.1f"),
-                alt.Tooltip("upper:Q", title="upper", format=",.1f"),
-            ],
+    layers: list[alt.Chart] = []
+    if band_frames:
+        bands = pd.concat(band_frames, ignore_index=True)
+        band_names = list(dict.fromkeys(bands["band"]))
+        layers.append(
+            alt.Chart(bands)
+            .mark_area()
+            .encode(
+                x=x,
+                y=alt.Y("lower:Q", title=y_title),
+                y2="upper:Q",
+                opacity=alt.Opacity(
+                    "band:N", title="prediction interval", scale=alt.Scale(domain=band_names, range=[0.15, 0.3][: len(band_names)])
+                ),
+                color=alt.value(COLOR_FORECAST),
+                tooltip=[
+                    date_tooltip,
+                    alt.Tooltip("band:N", title="interval"),
+                    alt.Tooltip("lower:Q", title="lower", format=",.1f"),
+                    alt.Tooltip("upper:Q", title="upper", format=",.1f"),
+                ],
+            )
         )
-    )
-    forecast_line = (
-        alt.Chart(forecast_frame)
-        .mark_line(strokeDash=[6, 3])
-        .encode(
-            x=x,
-            y=alt.Y("yhat:Q", title=y_title),
-            color=alt.Color("layer:N", title=None, scale=color_scale),
+    if history.empty and not has_forecast:
+        # An empty layer still needs its encodings, so the chart shows empty axes rather than nothing.
+        line_names, line_colors = ["daily peak"], [COLOR_HISTORY]
+        color_scale = alt.Scale(domain=line_names, range=line_colors)
+    if line_names and line_names[0] == "daily peak":
+        history_line = (
+            alt.Chart(history_frame)
+            .mark_line()
+            .encode(
+                x=x,
+                y=alt.Y("value:Q", title=y_title),
+                color=alt.Color("layer:N", title=None, scale=color_scale),
+                tooltip=[date_tooltip, alt.Tooltip("value:Q", title="daily peak", format=",.1f")],
+            )
         )
-    )
-    return alt.LayerChart(layer=[band, history_line, forecast_line], height=CHART_HEIGHT_PX)
+        layers.append(history_line)
+    if has_forecast and points is not None:
+        lines = [pd.DataFrame({"ts": _as_utc(points["ts"]), "yhat": points["yhat"], "layer": "forecast"})]
+        for name, frame in (overlays or {}).items():
+            lines.append(pd.DataFrame({"ts": _as_utc(frame["ts"]), "yhat": frame["yhat"], "layer": name}))
+        layers.append(
+            alt.Chart(pd.concat(lines, ignore_index=True))
+            .mark_line(strokeDash=[6, 3])
+            .encode(
+                x=x,
+                y=alt.Y("yhat:Q", title=y_title),
+                color=alt.Color("layer:N", title=None, scale=color_scale),
+                tooltip=[date_tooltip, alt.Tooltip("layer:N", title="line"), alt.Tooltip("yhat:Q", title="median", format=",.1f")],
+            )
+        )
+    return alt.LayerChart(layer=layers, height=CHART_HEIGHT_PX)
 
 
 def rate_chart(steps: pd.DataFrame) -> alt.LayerChart:

@@ -13,7 +13,15 @@ from pathlib import Path
 
 from capplan.store import DEFAULT_DB_PATH
 
-__all__ = ["capplan_command", "DEMO_COMMAND", "PROBE_COMMAND", "COLLECT_COMMAND", "FORECAST_COMMAND", "PLAN_COMMAND"]
+__all__ = [
+    "capplan_command",
+    "DEMO_COMMAND",
+    "PROBE_COMMAND",
+    "COLLECT_COMMAND",
+    "ANALYZE_COMMAND",
+    "FORECAST_COMMAND",
+    "PLAN_COMMAND",
+]
 
 DEMO_COMMAND = "capplan demo --no-serve"
 PROBE_COMMAND = (
@@ -21,6 +29,7 @@ PROBE_COMMAND = (
     "--slo-p95 500ms --max-error-rate 1%"
 )
 COLLECT_COMMAND = "capplan collect --csv FILE --name NAME"
+ANALYZE_COMMAND = "capplan analyze --prometheus URL"
 FORECAST_COMMAND = "capplan forecast NAME --horizon 12mo"
 PLAN_COMMAND = "capplan plan --run RUN --demand NAME"
 

@@ -1,141 +1,164 @@
-"""The Plan tab: runway, the instances needed at milestones, and the plan per month."""
+"""The Capacity plan page: instances, utilisation, predicted p95, shortfall chance and cost per month, as CSV too."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
-from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
+from capplan.app_pages.chart_display import show_chart
 from capplan.app_pages.charts import instances_chart
 from capplan.app_pages.commands import PLAN_COMMAND, capplan_command
-from capplan.app_pages.data import StoreOverview, parse_json_object
-from capplan.app_pages.formatting import as_date, format_percent, format_rps, format_utc
+from capplan.app_pages.context import AppContext
+from capplan.app_pages.data import load_demand, load_steps
+from capplan.app_pages.extra_reads import load_capacity_fit
+from capplan.app_pages.formatting import format_money, format_time, is_missing
+from capplan.app_pages.intervals import shortfall_probability
+from capplan.app_pages.scenario_model import predicted_p95_ms
 
-__all__ = ["render_plan_tab", "MILESTONE_MONTHS"]
+__all__ = ["render_plan_page", "plan_table"]
 
-MILESTONE_MONTHS = (3, 6, 9, 12)
+PRICE_KEY = "plan_price_per_instance_hour"
+CSV_COLUMNS = [
+    "month",
+    "months_ahead",
+    "demand_rps",
+    "demand_yhat_rps",
+    "instances",
+    "utilisation",
+    "predicted_p95_ms",
+    "shortfall_probability",
+    "cost",
+]
 
 
-def render_plan_tab(overview: StoreOverview, db_path: Path) -> None:
-    """Show the newest plan, or the command that makes one."""
-    plan = overview.plan
-    months = overview.plan_months
+def render_plan_page(context: AppContext) -> None:
+    """Show the newest plan month by month, with a price input for the cost column and a CSV download."""
+    plan = context.overview.plan
+    months = context.overview.plan_months
     if plan is None or months is None:
         st.info("The store has no capacity plan yet. Make one from a load-test run and a demand forecast:")
-        st.code(capplan_command(PLAN_COMMAND, db_path), language="bash")
+        st.code(capplan_command(PLAN_COMMAND, context.db_path), language="bash")
         return
 
-    _render_plan_source(plan)
-    _render_fleet_metrics(plan, months)
-    _render_milestone_metrics(plan, months)
-    _render_month_table(months)
-    st.altair_chart(instances_chart(months, int(plan["current_instances"])), width="stretch")
-    _render_policy(plan)
-
-
-def _render_plan_source(plan: dict[str, Any]) -> None:
     st.caption(
-        f"Plan {int(plan['plan_id'])}, made {format_utc(plan['created_at'])} from load-test run "
-        f"{int(plan['run_id'])} and forecast {int(plan['forecast_id'])} of series "
-        f"`{plan['series_name']}`. It covers the {float(plan['demand_quantile']):g} quantile "
-        f"of forecast demand and adds {int(plan['redundancy'])} redundant instance(s)."
+        f"Plan {int(plan['plan_id'])}, made {format_time(plan['created_at'], context.timezone)}: run "
+        f"{int(plan['run_id'])} at {float(plan['safe_rps_per_instance']):,.1f} rps per instance, forecast "
+        f"{int(plan['forecast_id'])} of `{plan['series_name']}`, N+{int(plan['redundancy'])}, covering the "
+        f"{float(plan['demand_quantile']):g} quantile of each month's highest daily peak."
     )
-
-
-def _runway_text(runway: date | None, months: pd.DataFrame) -> tuple[str, str | None]:
-    """Return the runway metric's value and its delta, which counts days from today (UTC)."""
-    if runway is None:
-        last_month = pd.Timestamp(months["month"].max()).strftime("%Y-%m") if not months.empty else "the horizon"
-        return f"beyond {last_month}", None
-    today = datetime.now(timezone.utc).date()
-    days = (runway - today).days
-    if days > 0:
-        return runway.isoformat(), f"in {days} days"
-    if days == 0:
-        return runway.isoformat(), "today"
-    return runway.isoformat(), f"{-days} days ago"
-
-
-def _render_fleet_metrics(plan: dict[str, Any], months: pd.DataFrame) -> None:
-    runway = as_date(plan["runway_date"])
-    runway_value, runway_delta = _runway_text(runway, months)
-    current_instances = int(plan["current_instances"])
-
-    runway_column, fleet_column, safe_column = st.columns(3)
-    runway_column.metric(
-        "Runway (UTC date)",
-        runway_value,
-        delta=runway_delta,
-        delta_color="off",
-        delta_arrow="off",
-        border=True,
-        help=(
-            f"The date from which the current {current_instances} instances no longer cover the planned demand, "
-            "as computed by `capplan plan`. 'beyond' means they last the whole plan horizon."
-        ),
+    stored_price = plan.get("price_per_instance_hour")
+    price_column, _ = st.columns([1, 3])
+    price = price_column.number_input(
+        "Price per instance-hour",
+        min_value=0.0,
+        value=0.0 if is_missing(stored_price) else float(stored_price),
+        step=0.01,
+        format="%.4f",
+        key=PRICE_KEY,
+        help="In your currency. A month costs instances × forecast hours × this price; the plan's stored "
+        "price is the default. The Scenarios page varies it too.",
     )
-    fleet_column.metric("Current instances", current_instances, border=True)
-    safe_column.metric(
-        "Safe load per instance",
-        format_rps(plan["safe_rps_per_instance"]),
-        border=True,
-        help="The load-test run's safe load, which the plan assigns to each instance.",
-    )
-    if runway is not None and runway <= datetime.now(timezone.utc).date():
-        st.error(
-            f"The runway date has passed: by this plan, {current_instances} instances have not covered "
-            f"the planned demand since {runway.isoformat()}."
-        )
-
-
-def _render_milestone_metrics(plan: dict[str, Any], months: pd.DataFrame) -> None:
-    current_instances = int(plan["current_instances"])
-    for column, months_ahead in zip(st.columns(len(MILESTONE_MONTHS)), MILESTONE_MONTHS, strict=True):
-        label = f"Instances needed in {months_ahead} months"
-        rows = months[months["months_ahead"] == months_ahead]
-        if rows.empty:
-            column.metric(label, "—", help=f"The plan horizon ends before month {months_ahead}.")
-            continue
-        row = rows.iloc[0]
-        instances = int(row["instances"])
-        column.metric(
-            label,
-            instances,
-            delta=f"{instances - current_instances:+d} vs now",
-            delta_color="off",
-            help=f"{pd.Timestamp(row['month']).strftime('%Y-%m')}: planned demand {format_rps(row['demand_rps'])}, "
-            f"utilisation {format_percent(row['utilisation'])}.",
-        )
-
-
-def _render_month_table(months: pd.DataFrame) -> None:
-    st.subheader("Plan per month")
-    table = months.assign(month=pd.to_datetime(months["month"]).dt.strftime("%Y-%m"))
+    table, p95_source = plan_table(context, plan, months, float(price))
     st.dataframe(
         table,
         hide_index=True,
-        column_order=["month", "months_ahead", "demand_rps", "demand_yhat_rps", "instances", "utilisation"],
+        column_order=CSV_COLUMNS,
         column_config={
-            "month": st.column_config.TextColumn("Month"),
+            "month": st.column_config.TextColumn("Month (UTC)"),
             "months_ahead": st.column_config.NumberColumn("Months ahead", format="%d"),
             "demand_rps": st.column_config.NumberColumn(
                 "Planned demand (rps)", format="%.1f", help="The demand quantile that the plan covers."
             ),
-            "demand_yhat_rps": st.column_config.NumberColumn("Forecast demand (rps)", format="%.1f"),
+            "demand_yhat_rps": st.column_config.NumberColumn("Median forecast (rps)", format="%.1f"),
             "instances": st.column_config.NumberColumn("Instances", format="%d"),
-            "utilisation": st.column_config.NumberColumn(
-                "Utilisation", format="percent", help="Planned demand divided by the capacity of the serving instances."
+            "utilisation": st.column_config.ProgressColumn(
+                "Utilisation",
+                format="percent",
+                min_value=0.0,
+                max_value=1.0,
+                help="Planned demand divided by the safe capacity of the serving instances.",
             ),
+            "predicted_p95_ms": st.column_config.NumberColumn(
+                "Predicted p95 (ms)", format="%.0f", help=f"At each serving instance's planned load; {p95_source}."
+            ),
+            "shortfall_probability": st.column_config.NumberColumn(
+                "Shortfall chance",
+                format="percent",
+                help="Chance that demand exceeds the fleet in this month, as capplan plan stored it; for older "
+                "plans, the highest daily chance that the peak exceeds the planned instances' safe load.",
+            ),
+            "cost": st.column_config.NumberColumn("Cost", format="localized", help="Instances × hours × price per instance-hour."),
         },
     )
+    total = float(table["cost"].sum())
+    download_column, total_column = st.columns([1, 3])
+    download_column.download_button(
+        "Download CSV",
+        data=table[CSV_COLUMNS].to_csv(index=False).encode(),
+        file_name=f"capplan-plan-{int(plan['plan_id'])}.csv",
+        mime="text/csv",
+        icon=":material/download:",
+    )
+    total_column.markdown(f"Total cost over the plan: **{format_money(total)}**")
+    show_chart(instances_chart(months, int(plan["current_instances"])))
 
 
-def _render_policy(plan: dict[str, Any]) -> None:
-    policy = parse_json_object(plan.get("policy"))
-    if not policy:
-        return
-    with st.expander("Plan policy"):
-        st.json(policy)
+def plan_table(context: AppContext, plan: dict[str, Any], months: pd.DataFrame, price: float) -> tuple[pd.DataFrame, str]:
+    """Return the plan months with predicted p95, shortfall chance and cost, and how p95 was predicted.
+
+    Values that ``capplan plan`` stored (``p95_ms``, ``shortfall_probability``,
+    ``hours``) are used where present; the app computes the missing ones.
+    The cost always uses ``price`` per instance-hour.
+    """
+    table = months.copy()
+    redundancy = int(plan["redundancy"])
+    safe_rps = float(plan["safe_rps_per_instance"])
+    serving = (table["instances"] - redundancy).clip(lower=1)
+
+    if _has_values(table, "p95_ms"):
+        table["predicted_p95_ms"] = table["p95_ms"]
+        p95_source = "predicted by capplan plan from the run's latency model"
+    else:
+        steps = load_steps(context.db, context.version, int(plan["run_id"]))
+        fit = load_capacity_fit(context.db, context.version, int(plan["run_id"]))
+        loads = (table["demand_rps"] / serving).to_numpy(dtype=float)
+        if steps.empty:
+            table["predicted_p95_ms"] = np.nan
+            p95_source = "the run has no steps"
+        else:
+            table["predicted_p95_ms"], p95_source = predicted_p95_ms(steps, getattr(fit.report, "latency", None), loads)
+
+    if not _has_values(table, "shortfall_probability"):
+        table["shortfall_probability"] = _monthly_shortfall(context, plan, table, serving * safe_rps)
+    if not _has_values(table, "hours"):
+        table["hours"] = _month_hours(table)
+    table["cost"] = table["instances"] * table["hours"] * price
+    table["month"] = pd.to_datetime(table["month"]).dt.strftime("%Y-%m")
+    return table, p95_source
+
+
+def _has_values(table: pd.DataFrame, column: str) -> bool:
+    return column in table.columns and bool(table[column].notna().any())
+
+
+def _month_hours(table: pd.DataFrame) -> np.ndarray:
+    """Return each month's hours; NOTE: whole calendar months, while the plan's first and last month may be partial."""
+    months = pd.to_datetime(table["month"]).dt.to_period("M")
+    return np.array([month.days_in_month * 24.0 for month in months])
+
+
+def _monthly_shortfall(context: AppContext, plan: dict[str, Any], table: pd.DataFrame, capacity_rps: pd.Series) -> np.ndarray:
+    demand = load_demand(context.db, context.version, str(plan["series_name"]), int(plan["forecast_id"]))
+    if demand.points is None or demand.forecast is None or demand.points.empty:
+        return np.full(len(table), np.nan)
+    points = demand.points
+    level = float(demand.forecast["level"])
+    point_months = pd.to_datetime(points["ts"]).dt.to_period("M")
+    result = []
+    for month, capacity in zip(pd.to_datetime(table["month"]).dt.to_period("M"), capacity_rps, strict=True):
+        in_month = points[point_months == month]
+        result.append(float(shortfall_probability(in_month, level, float(capacity)).max()) if not in_month.empty else np.nan)
+    return np.array(result)

@@ -1,8 +1,8 @@
 """The ``capplan app`` command: serve the Streamlit app on this machine.
 
 ``streamlit run`` runs in a child process on the packaged
-``capplan/streamlit_app.py``, bound to 127.0.0.1 unless ``--address`` names
-another address. The store path reaches the app through ``CAPPLAN_DB``. The child's
+``capplan/app_entry/capplan_app.py``, bound to 127.0.0.1 unless ``--address``
+names another address. The store path reaches the app through ``CAPPLAN_DB``. The child's
 output goes to stderr, so stdout stays free for ``--json``.
 """
 
@@ -44,7 +44,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-APP_FILE = Path(__file__).resolve().parent.parent / "streamlit_app.py"
+# The script sits alone in its folder, because streamlit puts that folder first on sys.path.
+APP_FILE = Path(__file__).resolve().parent.parent / "app_entry" / "capplan_app.py"
 DEFAULT_PORT = 8501
 DEFAULT_ADDRESS = "127.0.0.1"
 # A cold start imports streamlit, pandas, altair and duckdb before the health
@@ -61,8 +62,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         "app",
         parents=[common],
         help="serve the Streamlit app on this machine",
-        description="Serve the Streamlit app, which shows the newest plan, the demand forecast and the "
-        "load-test results. It reads the store read-only. Ctrl-C stops it.",
+        description="Serve the Streamlit app: the newest plan and its runway, the demand forecast, load-test "
+        "results, what-if scenarios, bottlenecks and a read-only SQL page. It opens the store read-only, "
+        "except that the Scenarios page's Save button stores a named scenario. Ctrl-C stops it.",
     )
     parser.add_argument(
         "--port", type=_port, default=DEFAULT_PORT, help=f"TCP port to listen on (default: {DEFAULT_PORT})"
