@@ -10,6 +10,7 @@ parent merges them, so percentiles cover every request of the step.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 import multiprocessing
@@ -20,7 +21,7 @@ from multiprocessing.sharedctypes import SynchronizedArray
 from typing import Any
 
 from loadprobe.closed_model import run_closed_step
-from loadprobe.http_engine import AiohttpSender, RequestSender, RequestSpec
+from loadprobe.http_engine import RequestSender, RequestSpec
 from loadprobe.measurement import LiveCounters, StepMeasurement
 from loadprobe.open_model import run_open_step
 from loadprobe.scenario_mix import ScenarioMix
@@ -67,18 +68,15 @@ class GeneratorConfig:
 
 
 def make_sender(config: GeneratorConfig, max_connections: int) -> RequestSender:
-    """Create the request engine named by the configuration."""
-    if config.engine == "aiohttp":
-        return AiohttpSender(config.base_url, timeout_s=config.timeout_s, max_connections=max_connections)
+    """Create the request engine named by the configuration ("auto", "fast" or "aiohttp")."""
     from loadprobe import http_engine
 
-    factory = getattr(http_engine, "make_sender", None)
-    if factory is None:
+    try:
+        return http_engine.make_sender(config.engine, config.base_url, config.timeout_s, max_connections)
+    except ValueError as exc:
         from capplan.errors import ConfigError
 
-        raise ConfigError(f"--engine {config.engine!r} is not available; use --engine aiohttp")
-    sender: RequestSender = factory(config.engine, config.base_url, config.timeout_s, max_connections)
-    return sender
+        raise ConfigError(f"--engine {config.engine!r} is not available here; use auto, fast or aiohttp") from exc
 
 
 async def run_stage(
@@ -204,6 +202,8 @@ async def _worker_loop(
                     await asyncio.sleep(STOP_POLL_S)
 
             watcher = asyncio.create_task(publish_and_watch())
+            gc.collect()  # collect between steps, not during one: a pause shows as send lag
+            gc.disable()
             try:
                 measurement = await run_stage(
                     sender,
@@ -219,6 +219,7 @@ async def _worker_loop(
                     drain_timeout_s=drain_timeout_s,
                 )
             finally:
+                gc.enable()
                 watcher.cancel()
             connection.send(("result", measurement.to_dict()))
     finally:

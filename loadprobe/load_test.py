@@ -11,11 +11,14 @@ the store.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 import os
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
@@ -101,6 +104,8 @@ class RunPlan:
     stop_on_failed_step: bool = True
     abort_on_threshold: bool = False
     grace_s: float = 5.0
+    prometheus_url: str | None = None  # when set, each step stores the target's CPU and memory
+    prometheus_selector: str | None = None  # label matchers of the target, such as job="api"
 
     def __post_init__(self) -> None:
         check_stage_limits(self.stages, self.generator)
@@ -256,9 +261,14 @@ async def _run_steps(
             if progress is not None:
                 progress.step_started(index, len(stages), stage.label, stage.duration_s, generator.live)
             psutil.cpu_percent(interval=None, percpu=True)
+            # A cyclic garbage collection mid-step pauses the event loop for tens
+            # of milliseconds and shows up as send lag, so collect between steps.
+            gc.collect()
+            gc.disable()
             try:
                 measurement = await generator.run_stage(stage, seed=index, stop=stop, drain_timeout_s=plan.generator.timeout_s + plan.grace_s)
             finally:
+                gc.enable()
                 relay.cancel()
                 if watcher is not None:
                     watcher.cancel()
@@ -270,10 +280,13 @@ async def _run_steps(
                 logger.warning("run %d interrupted; %d finished step(s) kept", result.run_id, len(result.steps))
                 return
             verdict = judge_step(index, measurement, plan.criteria)
+            if plan.prometheus_url is not None:
+                verdict.row.update(await loop.run_in_executor(None, _target_resources, plan, measurement.started_at, stage.duration_s))
             if abort_reason:
                 verdict.row["passed"] = False
                 verdict.row["fail_reason"] = "; ".join(filter(None, [verdict.row["fail_reason"], *abort_reason]))
-            run_store.add_step(store, result.run_id, verdict.row, verdict.scenario_rows)
+            with _signals_deferred():
+                run_store.add_step(store, result.run_id, verdict.row, verdict.scenario_rows)
             result.steps.append(verdict.row)
             result.scenario_rows.append(verdict.scenario_rows)
             if progress is not None:
@@ -310,6 +323,36 @@ async def _run_steps(
             loop.remove_signal_handler(signum)
 
 
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, so a store write is never cut short.
+
+    A signal that arrives meanwhile is delivered when the block ends and then
+    stops the run as usual.
+    """
+    blocked = {signal.SIGINT, signal.SIGTERM}
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    except (AttributeError, OSError):  # a platform without POSIX signal masks
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _target_resources(plan: RunPlan, started_at: datetime, duration_s: float) -> dict[str, float | None]:
+    """Return the target's CPU cores and memory during a step, from Prometheus; None values when it has none."""
+    from datetime import timedelta
+
+    from loadprobe.prometheus import target_resources
+
+    assert plan.prometheus_url is not None
+    start = started_at.astimezone(timezone.utc)
+    return target_resources(plan.prometheus_url, start, start + timedelta(seconds=duration_s), plan.prometheus_selector)
+
+
 def _generator_cores_busy() -> float | None:
     """Return how busy the cores this process may run on were since the last call (0-1)."""
     per_core = psutil.cpu_percent(interval=None, percpu=True)
@@ -339,6 +382,18 @@ def _close_run(store: Store, result: RunResult, policy: SafeLoadPolicy) -> None:
             highest_passed,
             result.safe_rps or 0.0,
         )
+    with _signals_deferred():
+        _store_run_end(store, result)
+    logger.info(
+        "run %d %s: breaking point %s, safe load %s",
+        result.run_id,
+        result.status,
+        "none" if result.breaking_point_rps is None else f"{result.breaking_point_rps:g} rps",
+        "none" if result.safe_rps is None else f"{result.safe_rps:.1f} rps",
+    )
+
+
+def _store_run_end(store: Store, result: RunResult) -> None:
     run_store.finish_run(
         store,
         result.run_id,
@@ -349,11 +404,4 @@ def _close_run(store: Store, result: RunResult, policy: SafeLoadPolicy) -> None:
         breaking_point_rps=result.breaking_point_rps,
         safe_rps=result.safe_rps,
         recommended_rps=result.recommended_rps,
-    )
-    logger.info(
-        "run %d %s: breaking point %s, safe load %s",
-        result.run_id,
-        result.status,
-        "none" if result.breaking_point_rps is None else f"{result.breaking_point_rps:g} rps",
-        "none" if result.safe_rps is None else f"{result.safe_rps:.1f} rps",
     )

@@ -21,7 +21,7 @@ from loadprobe.thresholds import parse_threshold
 
 __all__ = ["register", "result_payload", "print_run_table"]
 
-ENGINES = ("aiohttp", "fast")
+ENGINES = ("auto", "fast", "aiohttp", "locust")  # locust: probe step only, on Locust master/worker processes
 
 
 def _rate(text: str) -> float:
@@ -38,8 +38,22 @@ def _add_generator_options(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="generator processes; 'auto' adds one per 2000 rps up to the number of cores (default auto)",
     )
-    parser.add_argument("--engine", choices=ENGINES, default="aiohttp", help="HTTP engine (default aiohttp)")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="aiohttp",
+        help="HTTP engine: aiohttp, fast (asyncio and httptools, about 6 times the requests per CPU-second), "
+        "auto (fast for http, aiohttp for https), or locust (probe step only) (default aiohttp)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="do not draw the progress display")
+    parser.add_argument(
+        "--prometheus", metavar="URL", help="Prometheus that scrapes the target: store its CPU and memory per step"
+    )
+    parser.add_argument(
+        "--target-selector",
+        metavar="MATCHERS",
+        help='label matchers of the target in Prometheus, such as job="api" (default: every process it scrapes)',
+    )
     parser.add_argument("--safe-fraction", type=float, default=0.8, help="safe load as a fraction of the breaking point (default 0.8)")
     parser.add_argument(
         "--recommended-fraction", type=float, default=0.6, help="recommended load as a fraction of the breaking point (default 0.6)"
@@ -82,6 +96,14 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     step.add_argument("--step", type=_rate, required=True, help="rate added per step, requests/s")
     step.add_argument("--max", type=_rate, required=True, help="highest rate to offer, requests/s")
     step.add_argument("--step-duration", default="30s", help="length of each step, such as 30s or 2m (default 30s)")
+    step.add_argument(
+        "--master-bind", metavar="HOST:PORT",
+        help="--engine locust: listen for --workers workers from other hosts here, such as 0.0.0.0:5557, and start none locally",
+    )
+    step.add_argument(
+        "--worker-of", metavar="HOST:PORT",
+        help="--engine locust: run one Locust worker for the master at HOST:PORT instead of a test; give the same URL and steps",
+    )
     step.set_defaults(handler=_run_step)
 
     baseline = probe_sub.add_parser(
@@ -139,6 +161,11 @@ def _criteria(args: argparse.Namespace, thresholds: tuple = ()) -> StepCriteria:
 
 
 def _execute(args: argparse.Namespace, kind: str, plan: RunPlan, url: str) -> int:
+    from dataclasses import replace
+
+    if args.prometheus:
+        validate_url(args.prometheus)
+        plan = replace(plan, prometheus_url=args.prometheus, prometheus_selector=args.target_selector)
     policy = _policy(args)
     progress = None if (args.no_progress or args.json) else RichProgress()
     result = run_load_test(Store(args.db), url, kind=kind, plan=plan, policy=policy, progress=progress)
@@ -162,6 +189,10 @@ def _run_step(args: argparse.Namespace) -> int:
         step_duration_s=parse_duration_s(args.step_duration, "--step-duration"),
         arrivals=args.arrivals,
     )
+    if args.engine == "locust":
+        return _run_locust_step(args, step_plan)
+    if args.master_bind or args.worker_of:
+        raise ConfigError("--master-bind and --worker-of need --engine locust")
     generator = GeneratorConfig(
         base_url=args.url,
         engine=args.engine,
@@ -175,7 +206,42 @@ def _run_step(args: argparse.Namespace) -> int:
     return _execute(args, "step", plan, args.url)
 
 
+def _run_locust_step(args: argparse.Namespace, step_plan: StepPlan) -> int:
+    """Run the step plan on Locust master/worker processes, or one worker with --worker-of."""
+    import os
+
+    from loadprobe.locust_engine import LocustOptions, parse_host_port, run_locust_step, run_locust_worker
+
+    if args.threshold:
+        raise ConfigError("--threshold is not supported with --engine locust; use --slo-p95 and --max-error-rate")
+    timeout_s = parse_duration_s(args.timeout, "--timeout")
+    if args.worker_of:
+        master = parse_host_port(args.worker_of, "--worker-of")
+        return run_locust_worker(
+            args.url, master, rates=step_plan.rates(), step_duration_s=step_plan.step_duration_s, timeout_s=timeout_s
+        )
+    # "auto" starts one local Locust worker per CPU core.
+    workers = _workers(args.workers, 0.0) if args.workers != "auto" else (os.cpu_count() or 1)
+    bind = parse_host_port(args.master_bind, "--master-bind") if args.master_bind else None
+    result = run_locust_step(
+        Store(args.db), args.url, rates=step_plan.rates(), step_duration_s=step_plan.step_duration_s,
+        timeout_s=timeout_s, criteria=_criteria(args), options=LocustOptions(workers=workers, master_bind=bind),
+        policy=_policy(args),
+    )
+    if args.json:
+        print_json(result_payload(result))
+    else:
+        print_run_table(result)
+    return 0
+
+
+def _reject_locust(args: argparse.Namespace, command: str) -> None:
+    if args.engine == "locust":
+        raise ConfigError(f"--engine locust works with 'capplan probe step' only; run '{command}' with --engine aiohttp or fast")
+
+
 def _run_baseline(args: argparse.Namespace) -> int:
+    _reject_locust(args, "capplan probe baseline")
     validate_url(args.url)
     duration_s = parse_duration_s(args.duration, "--duration")
     if args.rate is not None:
@@ -203,6 +269,7 @@ def _run_baseline(args: argparse.Namespace) -> int:
 def _run_plan_file(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    _reject_locust(args, "capplan probe run")
     load_plan = read_plan(args.plan, url=args.url)
     validate_url(load_plan.generator.base_url)
     generator = load_plan.generator

@@ -64,6 +64,8 @@ STEP_COLUMNS = (
     "generator_processes",
     "machine_cpu_busy",
     "interrupted",
+    "target_cpu_cores",
+    "target_memory_bytes",
 )
 
 SCENARIO_COLUMNS = (
