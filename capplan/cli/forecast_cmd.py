@@ -31,8 +31,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         help="forecast a series and its daily and weekly peaks",
         description=(
             "Forecast a stored series at its own step and its daily and weekly peaks. Each resolution gets the "
-            "model with the lowest MASE in rolling-origin backtests (or the median of the best three), with 80 %% "
-            "and 95 %% prediction intervals recalibrated from the backtest errors where they missed. Every "
+            "model with the lowest MASE in rolling-origin backtests (or the median of the best three), with 80 % "
+            "and 95 % prediction intervals recalibrated from the backtest errors where they missed. Every "
             "forecast is stored with its backtest scores."
         ),
     )

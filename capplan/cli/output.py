@@ -15,7 +15,9 @@ from rich.console import Console
 
 __all__ = ["print_json", "console", "to_jsonable"]
 
-console = Console(stderr=False)
+# Piped or redirected output has no terminal width; rich would then cut
+# tables at 80 columns, so give such output room for wide query results.
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 200)
 
 
 def to_jsonable(value: Any) -> Any:
