@@ -60,7 +60,7 @@ def worker_pid(master_pid: int) -> int:
 
 
 def freeze_loop(pid: int, stop: threading.Event, deadline: float) -> None:
-    """Stop the worker for STALL_S at the end of each PERIOD_S, until told to stop or the deadline."""
+    """Stop the worker for STALL_S at the end of each PERIOD_S, until ``stop`` is set or the deadline passes."""
     while not stop.is_set() and time.monotonic() < deadline:
         if stop.wait(PERIOD_S - STALL_S):
             break

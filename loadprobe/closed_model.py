@@ -107,8 +107,8 @@ async def run_closed_step(
 
     for _, retire in users:
         retire.set()
-    tasks = {task: in_flight.get(task, ("", 0.0)) for task, _ in users if not task.done()}
-    await _drain({task: entry for task, entry in tasks.items() if task in in_flight}, recorder, drain_timeout_s)
+    # Users waiting for a response are in in_flight; the rest stop by themselves.
+    await _drain(dict(in_flight), recorder, drain_timeout_s)
     for task, _ in users:
         if not task.done():
             task.cancel()

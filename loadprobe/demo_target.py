@@ -1,6 +1,6 @@
 """The demo target: an HTTP service with a real, finite capacity.
 
-A fixed pool of workers serves requests; each request holds a worker for a
+A fixed pool of workers serves requests. Each request occupies a worker for a
 service time drawn from a gamma distribution with the configured mean and
 coefficient of variation. Requests that find every worker busy wait in a queue
 of bounded length; a request that finds the queue full is answered 503 at once.

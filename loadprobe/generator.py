@@ -31,8 +31,7 @@ __all__ = ["Stage", "GeneratorConfig", "InProcessGenerator", "ProcessPoolGenerat
 logger = logging.getLogger(__name__)
 
 LIVE_FIELDS = ("sent", "ok", "errors", "dropped", "in_flight")
-LIVE_PUBLISH_S = 0.2
-STOP_POLL_S = 0.05
+STOP_POLL_S = 0.05  # how often a worker publishes its counters and checks the stop event
 WORKER_START_TIMEOUT_S = 60.0
 
 
@@ -159,8 +158,8 @@ def _worker_main(
     live_array: SynchronizedArray,  # type: ignore[type-arg]
     stop_event: Any,
 ) -> None:
-    """Serve stage commands in a worker process until told to close."""
-    # The parent handles Ctrl-C and tells workers to stop through stop_event.
+    """Serve stage commands in a worker process until it receives the close command."""
+    # The parent handles Ctrl-C and sets stop_event to stop the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         import uvloop

@@ -32,7 +32,7 @@ MACHINE_BUSY_LIMIT = 0.9
 
 @dataclass(frozen=True)
 class StepCriteria:
-    """What a step must meet to pass; None switches a criterion off."""
+    """Pass criteria of a step; None switches a criterion off."""
 
     slo_p95_ms: float | None = None
     max_error_rate: float | None = None

@@ -63,7 +63,7 @@ class DemoTargetProcess:
 
 
 def start_demo_target(config: TargetConfig | None = None, port: int | None = None, host: str = "127.0.0.1") -> DemoTargetProcess:
-    """Start the demo target and wait until ``/health`` answers."""
+    """Start the demo target and wait until ``/health`` responds."""
     config = config or TargetConfig()
     port = port or free_port(host)
     command = [
@@ -101,4 +101,4 @@ def start_demo_target(config: TargetConfig | None = None, port: int | None = Non
             pass
         time.sleep(0.1)
     target.stop()
-    raise TargetUnreachableError(f"demo target did not answer on port {port} within {START_TIMEOUT_S:.0f} s")
+    raise TargetUnreachableError(f"demo target did not respond on port {port} within {START_TIMEOUT_S:.0f} s; check that the port is free")

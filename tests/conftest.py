@@ -77,22 +77,33 @@ http {{
         location / {{
             {limit_rule}
         }}
+        {extra_locations}
     }}
 }}
 """
 
 
 @contextmanager
-def running_nginx(root: Path, rate_limit_rps: int | None = None, files: dict[str, str] | None = None) -> Iterator[str]:
-    """Run nginx on 127.0.0.1 serving ``files`` (path -> text) and yield its base URL.
+def running_nginx(
+    root: Path,
+    rate_limit_rps: int | None = None,
+    files: dict[str, str | bytes] | None = None,
+    extra_locations: str = "",
+) -> Iterator[str]:
+    """Run nginx on 127.0.0.1 serving ``files`` (path -> text or bytes) and yield its base URL.
 
     With ``rate_limit_rps``, every request beyond that rate (and a burst of
-    20) is answered 503, which gives the server a known capacity.
+    20) gets a 503 response, which gives the server a known capacity.
+    ``extra_locations`` is added to the server block as it is, for example
+    ``location = /status { stub_status; }``.
     """
     binary = require_binary("nginx", "/usr/sbin/nginx")
     (root / "www").mkdir(parents=True)
-    for name, text in {"index.html": "ok\n", **(files or {})}.items():
-        (root / "www" / name).write_text(text)
+    for name, content in {"index.html": "ok\n", **(files or {})}.items():
+        if isinstance(content, bytes):
+            (root / "www" / name).write_bytes(content)
+        else:
+            (root / "www" / name).write_text(content)
     port = free_port()
     limit_zone = limit_rule = ""
     if rate_limit_rps is not None:
@@ -100,7 +111,14 @@ def running_nginx(root: Path, rate_limit_rps: int | None = None, files: dict[str
         limit_rule = "limit_req zone=fixed burst=20 nodelay; limit_req_status 503;"
     conf = root / "nginx.conf"
     conf.write_text(
-        NGINX_CONF.format(user=getpass.getuser(), root=root, port=port, limit_zone=limit_zone, limit_rule=limit_rule)
+        NGINX_CONF.format(
+            user=getpass.getuser(),
+            root=root,
+            port=port,
+            limit_zone=limit_zone,
+            limit_rule=limit_rule,
+            extra_locations=extra_locations,
+        )
     )
     process = subprocess.Popen(
         [binary, "-p", str(root), "-c", str(conf), "-e", str(root / "error.log")],

@@ -10,21 +10,17 @@ messages and garbage.
 from __future__ import annotations
 
 import asyncio
-import getpass
 import re
-import subprocess
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, AsyncIterator, TypeVar
 
 import httpx
 import pytest
 from aiohttp import web
 
-from conftest import SERVER_START_TIMEOUT_S, require_binary
+from conftest import running_nginx
 from loadprobe.fasthttp import FastHttpSender, new_event_loop
 from loadprobe.http_engine import AiohttpSender, RequestSpec, make_sender
 from loadprobe.target_process import free_port
@@ -228,71 +224,12 @@ OK_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 # nginx ---------------------------------------------------------------------
 
-NGINX_CONF = """
-user {user};
-worker_processes 1;
-daemon off;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    keepalive_requests 100000;
-    client_body_temp_path {root}/body;
-    proxy_temp_path {root}/proxy;
-    fastcgi_temp_path {root}/fastcgi;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        root {root}/www;
-        location = /status {{ stub_status; }}
-    }}
-}}
-"""
-
-
 @pytest.fixture(scope="module")
 def nginx_static(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """nginx on 127.0.0.1 serving index.html, a large file and stub_status; yields its base URL."""
-    binary = require_binary("nginx", "/usr/sbin/nginx")
-
-    root = tmp_path_factory.mktemp("nginx")
-    (root / "www").mkdir()
-    (root / "www" / "index.html").write_text("ok\n")
-    (root / "www" / "large.bin").write_bytes(LARGE_BODY)
-    port = free_port()
-    conf = root / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(user=getpass.getuser(), root=root, port=port))
-
-    process = subprocess.Popen(
-        [binary, "-p", str(root), "-c", str(conf), "-e", str(root / "error.log")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                error_output = process.stderr.read().decode() if process.stderr else ""
-                pytest.fail(f"nginx exited with {process.returncode}: {error_output}")
-            try:
-                if httpx.get(url, timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"nginx did not answer on {url} within {SERVER_START_TIMEOUT_S:.0f} s")
-            time.sleep(0.1)
+    root = tmp_path_factory.mktemp("nginx") / "server"
+    with running_nginx(root, files={"large.bin": LARGE_BODY}, extra_locations="location = /status { stub_status; }") as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def nginx_accepted(url: str) -> int:
