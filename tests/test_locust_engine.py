@@ -1,4 +1,4 @@
-"""The Locust engine: step plan, history cutting, and a real master with two workers on 127.0.0.1."""
+"""The Locust engine: step plan, merged worker reports, and a real master with two workers on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import pytest
 from capplan.cli import main
 from capplan.store import Store
 from capplan.store.runs import get_run, get_steps
-from loadprobe.locust_engine import LocustStep, cut_steps, judge_locust_step, plan_steps, read_history, read_step_log
+from loadprobe.histogram import LatencyHistogram
+from loadprobe.locust_engine import LocustStep, StepLogReader, judge_locust_step, merge_reports, plan_steps, step_log_line
 from loadprobe.step_verdict import StepCriteria
 from loadprobe.target_process import free_port
 
@@ -22,18 +23,12 @@ needs_locust = pytest.mark.skipif(
     importlib.util.find_spec("locust") is None, reason="Locust is an optional engine: pip install 'locust>=2.47,<3'"
 )
 
-HEADER = (
-    "Timestamp,User Count,Type,Name,Requests/s,Failures/s,50%,66%,75%,80%,90%,95%,98%,99%,99.9%,99.99%,100%,"
-    "Total Request Count,Total Failure Count,Total Median Response Time,Total Average Response Time,"
-    "Total Min Response Time,Total Max Response Time,Total Average Content Size"
-)
-
-
-def _history_line(time_s: int, users: int, p95: str, total: int, failures: int, mean_ms: float) -> str:
-    return (
-        f"{time_s},{users},,Aggregated,0,0,10,11,12,13,14,{p95},16,17,18,19,20,"
-        f"{total},{failures},10,{mean_ms},1,20,2"
-    )
+def _report(latencies_ms: list[float], failures: int = 0) -> dict[str, object]:
+    """A worker's report of one step, as live.py sends it."""
+    histogram = LatencyHistogram()
+    for value in latencies_ms:
+        histogram.record_s(value / 1000.0)
+    return {"requests": len(latencies_ms), "failures": failures, "hdr": histogram.encode() if latencies_ms else ""}
 
 
 def test_plan_steps_rounds_users() -> None:
@@ -42,34 +37,39 @@ def test_plan_steps_rounds_users() -> None:
     assert steps == [LocustStep(10, 10.0), LocustStep(20, 20.0), LocustStep(1, 1.0)]
 
 
-def test_cut_steps_counts_and_mean(tmp_path: Path) -> None:
-    history = tmp_path / "run_stats_history.csv"
-    history.write_text("\n".join([
-        HEADER,
-        "100,0,,step,0,0,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,0,0,0,0.0,0,0,0",  # not Aggregated: skipped
-        _history_line(100, 0, "N/A", 0, 0, 0.0),
-        _history_line(105, 10, "15", 50, 0, 10.0),
-        _history_line(110, 20, "30", 150, 10, 20.0),
-    ]) + "\n")
+def test_merge_reports_exact_percentiles() -> None:
+    # Two workers: one saw 90 fast requests, the other 10 slow ones, so the merged p95 is a slow one.
+    reports = [_report([10.0] * 90), _report([400.0] * 10, failures=2)]
+
+    stats = merge_reports(3, 100.0, 110.0, reports, workers_expected=2)
+
+    assert stats.requests == 100
+    assert stats.failures == 2
+    assert stats.span_s == 10.0
+    assert stats.percentiles_ms["p50_ms"] == pytest.approx(10.0, rel=0.001)
+    assert stats.percentiles_ms["p95_ms"] == pytest.approx(400.0, rel=0.001)
+    assert stats.mean_ms == pytest.approx(49.0, rel=0.001)
+
+
+def test_step_log_reader_skips_partial_line(tmp_path: Path) -> None:
     log = tmp_path / "steps.log"
-    log.write_text("0,100.2,0.0\n1,105.1,35.5\n2,110.4,50.0\n")
+    reader = StepLogReader(log)
+    assert reader.new_steps() == []
 
-    boundaries, peak_cpu = read_step_log(log)
-    steps = cut_steps(read_history(history), boundaries)
+    first = step_log_line(0, 100.0, 106.0, [_report([20.0] * 60)], 1, 35.5)
+    second = step_log_line(1, 107.0, 113.0, [_report([25.0] * 120)], 1, 50.0)
+    log.write_text(first + second[:20])  # the master is still writing the second line
+    steps = reader.new_steps()
 
-    assert peak_cpu == [35.5, 50.0]
-    assert [step.requests for step in steps] == [50, 100]
-    assert [step.failures for step in steps] == [0, 10]
-    assert [step.span_s for step in steps] == [5.0, 5.0]
-    assert steps[1].mean_ms == pytest.approx((150 * 20.0 - 50 * 10.0) / 100)
-    assert steps[0].percentiles_ms["p95_ms"] == 15.0
-    assert steps[1].percentiles_ms["max_ms"] == 20.0
+    assert [(stats.step_index, cpu) for stats, cpu in steps] == [(0, 35.5)]
+    with log.open("a") as handle:
+        handle.write(second[20:])
+    later = reader.new_steps()
+    assert [(stats.step_index, stats.requests) for stats, _ in later] == [(1, 120)]
 
 
-def test_judge_locust_step_fails_slo_and_flags_cpu(tmp_path: Path) -> None:
-    history = tmp_path / "h.csv"
-    history.write_text("\n".join([HEADER, _history_line(0, 1, "N/A", 0, 0, 0.0), _history_line(5, 10, "300", 50, 0, 100.0)]) + "\n")
-    stats = cut_steps(read_history(history), [0.0, 5.0])[0]
+def test_judge_locust_step_fails_slo_and_flags_cpu() -> None:
+    stats = merge_reports(0, 0.0, 5.0, [_report([300.0] * 50)], workers_expected=1)
     criteria = StepCriteria(slo_p95_ms=200.0, max_error_rate=0.01)
 
     slow = judge_locust_step(stats, LocustStep(10, 10.0), criteria, 40.0, 2)
@@ -79,8 +79,18 @@ def test_judge_locust_step_fails_slo_and_flags_cpu(tmp_path: Path) -> None:
     assert "p95 300.0 ms > SLO 200.0 ms" in slow["fail_reason"]
     assert slow["achieved_rps"] == 10.0
     assert slow["generator_saturated"] is False
+    assert slow["latency_hdr"]
     assert busy["generator_saturated"] is True
     assert busy["fail_reason"].startswith("generator saturated")
+
+
+def test_judge_locust_step_missing_worker_report() -> None:
+    stats = merge_reports(0, 0.0, 5.0, [_report([20.0] * 50)], workers_expected=2)
+
+    row = judge_locust_step(stats, LocustStep(10, 10.0), StepCriteria(), None, 2)
+
+    assert row["passed"] is False
+    assert "only 1 of 2 Locust workers reported" in row["fail_reason"]
 
 
 @pytest.mark.slow
@@ -113,6 +123,30 @@ def test_locust_master_two_workers_store_steps(demo_target, tmp_path: Path, caps
         assert requests <= offered * (span + 2)
     assert steps["p95_ms"].notna().all()
     assert (steps["p95_ms"] >= 15).all()  # the demo target serves each request in 20 ms
+    # Each step's histogram has every request the workers recorded in it.
+    for encoded, requests in zip(steps["latency_hdr"], steps["requests"]):
+        assert LatencyHistogram.decode(encoded).count == requests
+
+
+@pytest.mark.slow
+@needs_locust
+def test_locust_stops_at_first_failed_step(demo_target, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo target takes 20 ms a request, so an SLO of 10 ms fails the first step and the run stops there."""
+    db = tmp_path / "capplan.duckdb"
+
+    code = main([
+        "probe", "step", demo_target.url, "--engine", "locust", "--workers", "1",
+        "--start", "10", "--step", "10", "--max", "40", "--step-duration", "3s",
+        "--slo-p95", "10", "--json", "--db", str(db),
+    ])
+
+    payload = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert [step["offered_rps"] for step in payload["steps"]] == [10.0]
+    assert payload["steps"][0]["passed"] is False
+    assert "> SLO 10.0 ms" in payload["steps"][0]["fail_reason"]
+    assert payload["breaking_point_rps"] == 10.0
+    assert len(get_steps(Store(db), payload["run_id"])) == 1
 
 
 @pytest.mark.slow

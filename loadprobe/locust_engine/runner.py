@@ -2,10 +2,11 @@
 
 The master and local workers run as ``python -m locust`` subprocesses of this
 process (Locust 2.47). The master drives the steps with the generated shape
-and writes its stats history. capplan then cuts that history into steps,
-judges each step against the SLO and stores it with tool 'locust'. Steps are stored
-after the whole run, because Locust runs every step of its shape: unlike the
-built-in engine it does not stop at the first failed step.
+(:mod:`loadprobe.locust_engine.live`): the workers keep a latency histogram
+per step, and the master judges each step as it ends and stops at the first
+failed one, as the built-in engine does. It appends each finished step to a
+step log, which this process reads while the master runs, so every finished
+step is stored (tool 'locust') as soon as it ends and survives a Ctrl-C.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,8 +30,8 @@ from capplan.policy import DEFAULT_POLICY, SafeLoadPolicy
 from capplan.store import Store
 from capplan.store import runs as run_store
 from loadprobe.load_test import RunResult, check_reachable
-from loadprobe.locust_engine.history import cut_steps, read_history, read_step_log
 from loadprobe.locust_engine.locustfile import STEP_LOG_ENV, USER_RPS, locustfile_text, plan_steps
+from loadprobe.locust_engine.step_reports import StepLogReader
 from loadprobe.locust_engine.verdict import LATENCY_NOTE, judge_locust_step
 from loadprobe.step_verdict import StepCriteria
 
@@ -40,6 +42,7 @@ logger = logging.getLogger(__name__)
 WORKER_WAIT_S = 60        # how long the master waits for --workers to connect
 STARTUP_MARGIN_S = 90.0   # allowance beyond the steps' total duration before the run is killed
 STOP_WAIT_S = 10.0        # how long a process gets to exit after SIGTERM before SIGKILL
+POLL_S = 0.5              # how often the step log is read while the master runs
 
 
 @dataclass(frozen=True)
@@ -80,10 +83,11 @@ def run_locust_step(
     _locust()  # fails before a run is stored when Locust is missing
     check_reachable(url)
     steps = plan_steps(rates)
+    criteria_args = _criteria_args(criteria)
     with tempfile.TemporaryDirectory(prefix="capplan-locust-") as folder:
         work = Path(folder)
         locustfile = work / "capplan_locustfile.py"
-        locustfile.write_text(locustfile_text(url, steps, step_duration_s, timeout_s))
+        locustfile.write_text(locustfile_text(url, steps, step_duration_s, timeout_s, criteria_args))
         config = {
             "engine": "locust",
             "rates_rps": [step.offered_rps for step in steps],
@@ -101,16 +105,25 @@ def run_locust_step(
         )
         result = RunResult(run_id, "running", None, None, None, None)
         logger.info("run %d started: Locust master with %d worker(s), %d step(s) of %g s", run_id, options.workers, len(steps), step_duration_s)
-        try:
-            _run_processes(work, locustfile, url, options, len(steps) * step_duration_s)
-            boundaries, peak_cpu = read_step_log(work / "steps.log")
-            stats = cut_steps(read_history(work / "run_stats_history.csv"), boundaries)
-            for stat in stats:
-                cpu = peak_cpu[stat.step_index] if stat.step_index < len(peak_cpu) else None
-                row = judge_locust_step(stat, steps[stat.step_index], criteria, cpu, options.workers)
+        reader = StepLogReader(work / "steps.log")
+
+        def store_new_steps() -> None:
+            for stats, peak_cpu in reader.new_steps():
+                row = judge_locust_step(stats, steps[stats.step_index], criteria, peak_cpu, options.workers)
                 run_store.add_step(store, run_id, row, [])
                 result.steps.append(row)
                 result.scenario_rows.append([])
+                logger.info(
+                    "step %d: %g rps offered, %.1f achieved, p95 %s ms, %s", stats.step_index, row["offered_rps"],
+                    row["achieved_rps"], "n/a" if row["p95_ms"] is None else f"{row['p95_ms']:.1f}",
+                    "passed" if row["passed"] else f"failed: {row['fail_reason']}",
+                )
+
+        try:
+            _run_processes(work, locustfile, url, options, len(steps) * step_duration_s, store_new_steps)
+            store_new_steps()
+            if not result.steps:
+                raise ConfigError(f"the Locust master finished without a step; its log ends: {_tail(work / 'master.log')}")
             result.status = "finished"
         except BaseException as exc:
             result.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -121,11 +134,23 @@ def run_locust_step(
     return result
 
 
+def _criteria_args(criteria: StepCriteria) -> dict[str, float | None]:
+    """Return the criteria the master can judge live; k6-style thresholds are not run on Locust."""
+    if criteria.thresholds:
+        raise ConfigError("--threshold is not supported with --engine locust; use --slo-p95 and --max-error-rate")
+    return {
+        "slo_p95_ms": criteria.slo_p95_ms,
+        "max_error_rate": criteria.max_error_rate,
+        "min_achieved_fraction": criteria.min_achieved_fraction,
+    }
+
+
 def run_locust_worker(url: str, master: tuple[str, int], *, rates: list[float], step_duration_s: float, timeout_s: float) -> int:
     """Run one Locust worker for a master on another host until the master stops it; return its exit code."""
     with tempfile.TemporaryDirectory(prefix="capplan-locust-worker-") as folder:
         locustfile = Path(folder) / "capplan_locustfile.py"
-        locustfile.write_text(locustfile_text(url, plan_steps(rates), step_duration_s, timeout_s))
+        # The workers do not judge steps, so their copy of the file needs no criteria.
+        locustfile.write_text(locustfile_text(url, plan_steps(rates), step_duration_s, timeout_s, {}))
         command = [*_locust(), "-f", str(locustfile), "--worker", "--master-host", master[0], "--master-port", str(master[1])]
         logger.info("Locust worker connecting to master %s:%d", *master)
         process = subprocess.Popen(command)
@@ -135,7 +160,10 @@ def run_locust_worker(url: str, master: tuple[str, int], *, rates: list[float], 
             _stop(process)
 
 
-def _run_processes(work: Path, locustfile: Path, url: str, options: LocustOptions, steps_s: float) -> None:
+def _run_processes(
+    work: Path, locustfile: Path, url: str, options: LocustOptions, steps_s: float, on_poll: Callable[[], None]
+) -> None:
+    """Run the master (and local workers) until the master exits, calling ``on_poll`` every POLL_S seconds."""
     host, port = options.master_bind or ("127.0.0.1", _free_port())
     parsed = urlparse(url)
     env = {**os.environ, STEP_LOG_ENV: str(work / "steps.log")}
@@ -145,7 +173,7 @@ def _run_processes(work: Path, locustfile: Path, url: str, options: LocustOption
         "--expect-workers", str(options.workers), "--expect-workers-max-wait", str(WORKER_WAIT_S),
         "--master-bind-host", host, "--master-bind-port", str(port),
         "-H", f"{parsed.scheme}://{parsed.netloc}",
-        "--csv", str(work / "run"), "--csv-full-history", "--exit-code-on-error", "0",
+        "--exit-code-on-error", "0",
     ]
     processes: list[subprocess.Popen[bytes]] = []
     with master_log.open("wb") as log:
@@ -156,14 +184,21 @@ def _run_processes(work: Path, locustfile: Path, url: str, options: LocustOption
                 worker_command = [*_locust(), "-f", str(locustfile), "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
                 for _ in range(options.workers):
                     processes.append(subprocess.Popen(worker_command, stdout=log, stderr=subprocess.STDOUT))
-            deadline_s = WORKER_WAIT_S + steps_s + STARTUP_MARGIN_S
-            try:
-                code = master.wait(timeout=deadline_s)
-            except subprocess.TimeoutExpired as exc:
-                raise ConfigError(
-                    f"the Locust master did not finish within {deadline_s:.0f} s; check that {options.workers} worker(s) "
-                    f"can connect to {host}:{port}; its log ends: {_tail(master_log)}"
-                ) from exc
+            # Each step also waits up to REPORT_WAIT_S for the workers' reports.
+            deadline_s = WORKER_WAIT_S + steps_s * 1.5 + STARTUP_MARGIN_S
+            give_up = time.monotonic() + deadline_s
+            code = None
+            while code is None:
+                on_poll()
+                if time.monotonic() > give_up:
+                    raise ConfigError(
+                        f"the Locust master did not finish within {deadline_s:.0f} s; check that {options.workers} "
+                        f"worker(s) can connect to {host}:{port}; its log ends: {_tail(master_log)}"
+                    )
+                try:
+                    code = master.wait(timeout=POLL_S)
+                except subprocess.TimeoutExpired:
+                    code = None
             if code != 0:
                 raise ConfigError(f"the Locust master exited with code {code}; its log ends: {_tail(master_log)}")
         finally:

@@ -1,10 +1,13 @@
 """Judging a step measured by Locust, with the criteria of the built-in engine where Locust has the data.
 
-A step fails when Locust's p95 exceeds the SLO, when the error rate exceeds
-the limit, or when the achieved rate falls short of the offered rate. A
-worker above GENERATOR_CPU_LIMIT during the step marks the step
-generator-saturated instead, as the built-in engine does. Locust has no send
-lag and no latency histogram, so those columns stay NULL.
+A step fails when its p95 exceeds the SLO, when the error rate exceeds the
+limit, when the achieved rate falls short of the offered rate, or when a
+worker's report of the step never reached the master. A worker above
+GENERATOR_CPU_LIMIT during the step marks the step generator-saturated
+instead, as the built-in engine does. The master runs this judgement as each
+step ends, to stop at the first failed step, and capplan runs it again on
+the same reports to store the step. Locust has no send lag, so that column
+stays NULL.
 """
 
 from __future__ import annotations
@@ -12,16 +15,16 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from loadprobe.locust_engine.history import StepStats
 from loadprobe.locust_engine.locustfile import LocustStep
+from loadprobe.locust_engine.step_reports import StepStats
 from loadprobe.step_verdict import GENERATOR_CPU_LIMIT, StepCriteria
 
 __all__ = ["LATENCY_NOTE", "judge_locust_step"]
 
 LATENCY_NOTE = (
-    "Locust latency: percentiles are Locust's own estimates over its last ~10 s window with rounded response times, "
-    "measured from each request's actual send time, not its intended send time; paced closed-loop users slow down "
-    "with the target, so queueing delay is under-reported (coordinated omission)."
+    "Locust latency: each step's percentiles come from HdrHistograms the workers keep per step, merged exactly, "
+    "but each response time is measured from the request's actual send time, not its intended send time; paced "
+    "closed-loop users slow down with the target, so queueing delay is under-reported (coordinated omission)."
 )
 
 
@@ -33,7 +36,8 @@ def judge_locust_step(
     ok = stats.requests - stats.failures
     achieved_rps = ok / span_s if span_s > 0 else 0.0
     error_rate = stats.failures / stats.requests if stats.requests else 0.0
-    p95_ms = stats.percentiles_ms.get("p95_ms")
+    percentiles = stats.percentiles_ms
+    p95_ms = percentiles["p95_ms"]
     generator_cpu = None if peak_cpu_percent is None else peak_cpu_percent / 100.0
     saturated = generator_cpu is not None and generator_cpu > GENERATOR_CPU_LIMIT
 
@@ -44,7 +48,7 @@ def judge_locust_step(
         )
     else:
         if criteria.slo_p95_ms is not None and p95_ms is not None and p95_ms > criteria.slo_p95_ms:
-            reasons.append(f"p95 {p95_ms:.1f} ms > SLO {criteria.slo_p95_ms:.1f} ms (Locust estimate)")
+            reasons.append(f"p95 {p95_ms:.1f} ms > SLO {criteria.slo_p95_ms:.1f} ms")
         if criteria.max_error_rate is not None and error_rate > criteria.max_error_rate:
             reasons.append(f"error rate {error_rate:.2%} > {criteria.max_error_rate:.2%}")
         if achieved_rps < criteria.min_achieved_fraction * step.offered_rps:
@@ -53,6 +57,11 @@ def judge_locust_step(
             )
         if stats.requests == 0:
             reasons.append("no request was sent")
+    if stats.workers_reported < stats.workers_expected:
+        reasons.append(
+            f"only {stats.workers_reported} of {stats.workers_expected} Locust workers reported this step; "
+            "check the workers' logs and network"
+        )
 
     return {
         "step_index": stats.step_index,
@@ -70,7 +79,8 @@ def judge_locust_step(
         "error_rate": error_rate,
         "errors_by_kind": {"locust_failure": stats.failures} if stats.failures else {},
         "mean_ms": stats.mean_ms,
-        **stats.percentiles_ms,
+        **percentiles,
+        "latency_hdr": stats.latency.encode(),
         "service_p95_ms": None,
         "send_lag_p99_ms": None,
         # Little's law: requests in flight = throughput x mean latency.
