@@ -117,20 +117,6 @@ def test_cli_forecast_label_in_process(tmp_path: Path, capsys: pytest.CaptureFix
     assert [row["series"] for row in payload["forecasts"]] == ["api_b"]
 
 
-def test_cli_forecast_cluster_without_dask_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    try:
-        import distributed  # noqa: F401
-        pytest.skip("Dask's distributed is installed, so --cluster would try to connect")
-    except ImportError:
-        pass
-    store = _fleet_store(tmp_path)
-
-    code = main(["forecast", "--all", "--db", str(store.path), "--cluster", "tcp://127.0.0.1:8786"])
-
-    assert code == 2
-    assert "pip install" in capsys.readouterr().err
-
-
 def test_cli_forecast_name_and_all_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     store = _fleet_store(tmp_path)
 

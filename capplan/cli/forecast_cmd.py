@@ -99,11 +99,24 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     )
     fleet.add_argument(
         "--workers", type=int, default=None,
-        help="processes for --all/--match/--label (default: the number of CPU cores; 1 runs in this process)",
+        help=(
+            "processes for --all/--match/--label (default: the number of CPU cores; 1 runs in this process); "
+            "not with --cluster"
+        ),
     )
     fleet.add_argument(
         "--cluster", metavar="ADDRESS",
-        help="Dask scheduler address, such as tcp://10.0.0.5:8786, to run the fleet on instead of local processes",
+        help=(
+            "Dask scheduler address, such as tcp://10.0.0.5:8786, to run the fleet on instead of local processes; "
+            "its workers need capplan and Dask installed (pip install 'dask[distributed]')"
+        ),
+    )
+    fleet.add_argument(
+        "--cluster-timeout", default="5m", metavar="DURATION",
+        help=(
+            "with --cluster: how long to wait for the next forecast before the unfinished series are reported "
+            "as failed, such as 90s or 10m (default: 5m)"
+        ),
     )
     parser.set_defaults(handler=run_forecast)
 
@@ -235,6 +248,7 @@ def _run_fleet(
     """Forecast many series with forecasting.fleet; exit 1 when any series failed."""
     import os
 
+    from capplan.units import parse_duration_s
     from forecasting.fleet import forecast_fleet, select_series
     from forecasting.forecast import ForecastOptions
 
@@ -246,6 +260,9 @@ def _run_fleet(
     names = select_series(store, None if args.all else args.match, args.label)
     if not names:
         raise ConfigError(f"no stored series match the selection in {store.path}; list them with 'capplan sql \"SELECT name, labels FROM series\"'")
+    if args.cluster is not None and args.workers is not None:
+        raise ConfigError("--workers and --cluster exclude each other: the cluster's worker threads set the parallelism")
+    cluster_timeout_s = parse_duration_s(args.cluster_timeout, "--cluster-timeout")
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     options = ForecastOptions(candidates=candidates, folds=args.folds, peak_quantile=peak_quantile, model_options=model_options)
     progress = Progress(
@@ -256,13 +273,14 @@ def _run_fleet(
         task = progress.add_task("", total=len(names))
         report = forecast_fleet(
             store, names, horizon, level, resolutions, options, workers=workers, cluster=args.cluster,
-            progress=lambda done, total: progress.update(task, completed=done),
+            cluster_timeout_s=cluster_timeout_s, progress=lambda done, total: progress.update(task, completed=done),
         )
     if args.json:
-        print_json(report.to_dict())
+        print_json({**report.to_dict(), "cluster": args.cluster})
     else:
+        where = f"{report.workers} worker thread(s) of {args.cluster}" if args.cluster else f"{report.workers} worker(s)"
         console.print(
-            f"{len(report.stored)} of {len(names)} series forecast and stored with {workers} worker(s) in "
+            f"{len(report.stored)} of {len(names)} series forecast and stored with {where} in "
             f"{report.elapsed_s:.1f} s ({report.series_per_s:.2f} series/s)"
         )
         for failure in report.failures:
