@@ -119,6 +119,27 @@ def test_import_twice_rejects_existing_run_ids(tmp_path: Path) -> None:
         assert con.execute("SELECT count(*) FROM samples").fetchone() == (144,)
 
 
+def test_import_samples_replace_stored_keys(tmp_path: Path) -> None:
+    source = Store(tmp_path / "a.duckdb")
+    hourly = pd.DataFrame({"ts": pd.date_range("2026-01-30", periods=48, freq="h"), "value": range(48)})
+    write_samples(source, "web_rps", hourly, source="csv", unit="rps")
+    export_parquet(source, tmp_path / "out")
+    target = Store(tmp_path / "b.duckdb")
+    earlier = pd.DataFrame({"ts": pd.date_range("2026-01-29", periods=48, freq="h"), "value": -1.0})
+    write_samples(target, "web_rps", earlier, source="csv", unit="rps")
+    write_samples(target, "other", earlier, source="csv", unit="rps")
+
+    import_parquet(target, tmp_path / "out")
+    import_parquet(target, tmp_path / "out")
+
+    stored = read_samples(target, "web_rps")
+    assert len(stored) == 72  # 24 hours only in the store, then the 48 imported ones
+    assert stored["value"].tolist() == [-1.0] * 24 + [float(v) for v in range(48)]
+    assert len(read_samples(target, "other")) == 48
+    with target.read() as con:
+        assert con.execute("SELECT count(*) FROM (SELECT series_name, ts FROM samples GROUP BY ALL HAVING count(*) > 1)").fetchone() == (0,)
+
+
 def test_export_rejects_non_empty_folder(tmp_path: Path) -> None:
     store = Store(tmp_path / "a.duckdb")
     _fill(store)

@@ -8,6 +8,7 @@ connections, because a healthy Prometheus cannot produce them on demand.
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import logging
 import math
@@ -15,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 
 from capplan.cli import main
@@ -23,6 +25,7 @@ from capplan.store import Store
 from loadprobe.prometheus.auth import PrometheusAuth, auth_from_environment, normalise_prometheus_url
 from loadprobe.prometheus.catalogue import MetricNames, read_counter_through_rate, standard_query
 from loadprobe.prometheus.client import PrometheusClient, PrometheusQueryError
+from loadprobe.prometheus.collector import cyclic_gc_paused
 from loadprobe.prometheus.matrix import matrix_to_chunk, series_key
 from loadprobe.prometheus.sample_store import write_chunk
 from loadprobe.prometheus.timegrid import align_window, parse_time_bound, plan_chunks
@@ -267,6 +270,81 @@ def test_matrix_parses_special_values() -> None:
     assert math.isnan(values[0])
     assert values[1:] == [math.inf, -math.inf, 0.001]
     assert chunk.table.column("ts").to_pylist()[0] == datetime(1970, 1, 1, 0, 0, 1, 500_000)
+
+
+def test_matrix_values_match_python_float() -> None:
+    texts = ["268.72848822480245", "0.1", "-0", "1e-320", "4.9e-324", "1.7976931348623157e+308",
+             "100000000000000000000", "123456789.12345679", "-2.5e-07", "NaN", "+Inf", "-Inf"]
+    chunk = matrix_to_chunk([{"metric": {}, "values": [[float(i), text] for i, text in enumerate(texts)]}], "n")
+    parsed = chunk.table.column("value").to_numpy()
+    expected = np.array([float(text) for text in texts])
+    assert parsed.tobytes() == expected.tobytes()  # bit for bit, so -0.0 and NaN count too
+
+
+def test_matrix_accepts_values_sent_as_numbers() -> None:
+    chunk = matrix_to_chunk([{"metric": {}, "values": [[1.0, 2.5], [2.0, " 3 "], [3.0, 4]]}], "n")
+    assert chunk.table.column("value").to_pylist() == [2.5, 3.0, 4.0]
+
+
+def test_matrix_rejects_value_not_a_number() -> None:
+    with pytest.raises(InputDataError, match="sample value 'ten', which is not a number"):
+        matrix_to_chunk([{"metric": {}, "values": [[1.0, "1"], [2.0, "ten"]]}], "n")
+
+
+def test_matrix_rejects_repeated_timestamp() -> None:
+    result = [
+        {"metric": {"instance": "a"}, "values": [[10.0, "1"], [20.0, "2"]]},
+        {"metric": {"instance": "b"}, "values": [[10.0, "1"], [20.0, "2"], [20.0, "3"]]},
+    ]
+    with pytest.raises(InputDataError, match=r"series 'n\{instance=\"b\"\}' with timestamp 1970-01-01T00:00:20\.000000 UTC"):
+        matrix_to_chunk(result, "n")
+
+
+def test_write_chunk_overlap_replaces_values(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.duckdb")
+    row = {"series_name": "n", "prometheus_url": "http://127.0.0.1:9", "requested_query": "q", "query": "q",
+           "step_s": 60, "window_start": datetime(1970, 1, 1), "window_end": datetime(1970, 1, 1)}
+    first = matrix_to_chunk([
+        {"metric": {"instance": "a"}, "values": [[60.0 * k, "1"] for k in range(10)]},
+        {"metric": {"instance": "b"}, "values": [[60.0 * k, "1"] for k in range(10)]},
+    ], "n")
+    # Overlaps a's last five points, leaves b out and brings a new series c.
+    second = matrix_to_chunk([
+        {"metric": {"instance": "a"}, "values": [[60.0 * k, "2"] for k in range(5, 15)]},
+        {"metric": {"instance": "c"}, "values": [[60.0 * k, "2"] for k in range(5, 15)]},
+    ], "n")
+    collection_id = write_chunk(store, collection_id=None, collection_row=row, chunk=first,
+                                chunk_end=datetime(1970, 1, 1), unit=None, now=datetime(2026, 12, 4))
+    write_chunk(store, collection_id=collection_id, collection_row=row, chunk=second,
+                chunk_end=datetime(1970, 1, 1), unit=None, now=datetime(2026, 12, 4))
+
+    with duckdb.connect(str(store.path), read_only=True) as con:
+        values = dict(con.execute(
+            "SELECT series_name, list(value ORDER BY ts) FROM samples GROUP BY series_name"
+        ).fetchall())
+    assert values['n{instance="a"}'] == [1.0] * 5 + [2.0] * 10
+    assert values['n{instance="b"}'] == [1.0] * 10
+    assert values['n{instance="c"}'] == [2.0] * 10
+
+
+def test_gc_pause_restores_previous_state() -> None:
+    assert gc.isenabled()
+    with cyclic_gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+    with pytest.raises(RuntimeError):
+        with cyclic_gc_paused():
+            raise RuntimeError("parse failed")
+    assert gc.isenabled()
+
+    gc.disable()
+    try:
+        with cyclic_gc_paused():
+            pass
+        assert not gc.isenabled()  # switched off by the caller, so it stays off
+    finally:
+        gc.enable()
 
 
 def test_counter_selector_wrapped_in_rate(caplog: pytest.LogCaptureFixture) -> None:

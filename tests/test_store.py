@@ -11,6 +11,7 @@ import pytest
 from capplan.errors import NotFoundError, StoreError
 from capplan.store import SCHEMA_VERSION, Store, resolve_db_path
 from capplan.store import runs as run_store
+from capplan.store import schema
 from capplan.store import series as series_store
 
 
@@ -63,6 +64,72 @@ def test_samples_upsert_no_duplicates(store):
     stored = series_store.read_samples(store, "rps")
     assert len(stored) == 48
     assert stored["value"].iloc[-1] == 94.0
+
+
+def test_samples_duplicate_input_last_wins(store):
+    frame = pd.DataFrame({"ts": pd.to_datetime(["2026-01-01 00:00", "2026-01-01 01:00", "2026-01-01 00:00"]),
+                          "value": [1.0, 2.0, 3.0]})
+
+    written = series_store.write_samples(store, "rps", frame, source="csv")
+
+    stored = series_store.read_samples(store, "rps")
+    assert written == 2
+    assert stored["value"].tolist() == [3.0, 2.0]
+
+
+def test_samples_rewrite_keeps_other_series(store):
+    frame = pd.DataFrame({"ts": pd.date_range("2026-01-01", periods=4, freq="h"), "value": [1.0, 2.0, 3.0, 4.0]})
+    series_store.write_samples(store, "a", frame, source="csv")
+    series_store.write_samples(store, "b", frame, source="csv")
+
+    series_store.write_samples(store, "a", frame.iloc[2:].assign(value=[30.0, 40.0]), source="csv")
+
+    assert series_store.read_samples(store, "a")["value"].tolist() == [1.0, 2.0, 30.0, 40.0]
+    assert series_store.read_samples(store, "b")["value"].tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+def build_store_at(path, version: int) -> None:
+    """Create a store file at schema ``version`` the way migrate() would have."""
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)")
+        for target in range(1, version + 1):
+            for statement in schema.MIGRATIONS[target - 1]:
+                con.execute(statement)
+            con.execute("INSERT INTO schema_version VALUES (?, now()::TIMESTAMP)", [target])
+
+
+def test_migration_drops_samples_key_keeps_rows(tmp_path):
+    path = tmp_path / "old.duckdb"
+    keyed_version = schema.MIGRATIONS.index(schema._SAMPLES_WITHOUT_KEY)
+    build_store_at(path, keyed_version)
+    rows = [("b", datetime(2026, 1, 1, hour), float(hour)) for hour in range(24)]
+    rows += [("a", datetime(2026, 1, 1, hour), None if hour == 5 else hour * 2.0) for hour in range(24)]
+    with duckdb.connect(str(path)) as con:
+        con.execute("INSERT INTO series VALUES ('a', 'csv', 'rps', '{}', now(), now()), ('b', 'csv', 'rps', '{}', now(), now())")
+        con.executemany("INSERT INTO samples VALUES (?, ?, ?)", rows)
+        keys = con.execute(
+            "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'samples' AND constraint_type = 'PRIMARY KEY'"
+        ).fetchone()
+        assert keys == (1,)
+
+    store = Store(path)
+    with store.write():
+        pass
+
+    with store.read() as con:
+        assert con.execute("SELECT max(version) FROM schema_version").fetchone() == (SCHEMA_VERSION,)
+        keys = con.execute(
+            "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'samples' AND constraint_type = 'PRIMARY KEY'"
+        ).fetchone()
+        stored = con.execute("SELECT series_name, ts, value FROM samples ORDER BY series_name, ts").fetchall()
+        peaks = con.execute("SELECT series_name, peak_value FROM daily_peaks ORDER BY series_name").fetchall()
+    assert keys == (0,)
+    assert stored == sorted(rows, key=lambda row: (row[0], row[1]))
+    assert peaks == [("a", 46.0), ("b", 23.0)]
+
+    frame = pd.DataFrame({"ts": pd.date_range("2026-01-01", periods=24, freq="h"), "value": 7.0})
+    series_store.write_samples(store, "a", frame, source="csv")
+    assert series_store.read_samples(store, "a")["value"].tolist() == [7.0] * 24
 
 
 def test_failed_write_rolls_back(store):

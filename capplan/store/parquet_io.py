@@ -65,7 +65,11 @@ ID_SEQUENCES = {
     "plans": ("plan_id", "plan_id_seq"),
 }
 # Natural keys of the tables an import merges into existing rows rather than rejecting.
-UPSERT_KEYS = {"series": ("name",), "samples": ("series_name", "ts")}
+# series has a primary key, so INSERT ... ON CONFLICT merges it. samples has none
+# (see capplan.store.schema), so the stored rows at the imported keys are deleted
+# before the insert, in the same transaction.
+UPSERT_KEYS = {"series": ("name",)}
+REPLACE_KEYS = {"samples": ("series_name", "ts")}
 
 
 @dataclass(frozen=True)
@@ -176,9 +180,23 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, relation: str) -> int:
         keys = UPSERT_KEYS[table]
         updates = ", ".join(f'"{name}" = excluded."{name}"' for name in columns if name in known and name not in keys)
         conflict = f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+    if table in REPLACE_KEYS:
+        relation = _replace_rows(con, table, REPLACE_KEYS[table], relation)
     count = _count(con, f"SELECT count(*) FROM {relation}")
     con.execute(f"INSERT INTO {table} BY NAME SELECT {selected} FROM {relation}{conflict}")
     return count
+
+
+def _replace_rows(con: duckdb.DuckDBPyConnection, table: str, keys: tuple[str, ...], relation: str) -> str:
+    """Delete the rows of ``table`` at the keys in ``relation`` and return a relation with one row per key.
+
+    An export of a store has one row per key. When ``relation`` contains a key
+    more than once anyway, one of those rows is kept, and which one is not defined.
+    """
+    key_list = ", ".join(f'"{name}"' for name in keys)
+    matched = " AND ".join(f'{table}."{name}" = incoming."{name}"' for name in keys)
+    con.execute(f"DELETE FROM {table} USING (SELECT DISTINCT {key_list} FROM {relation}) AS incoming WHERE {matched}")
+    return f"(SELECT DISTINCT ON ({key_list}) * FROM {relation})"
 
 
 def _insert_partitioned(con: duckdb.DuckDBPyConnection, source: Path, table: str) -> int:

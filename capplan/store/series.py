@@ -1,8 +1,9 @@
 """Metric series and their samples in the store.
 
-Samples are keyed by (series, timestamp), and a write replaces an existing
-sample at the same timestamp, so loading the same history twice never
-duplicates rows.
+Samples are keyed by (series, timestamp). The ``samples`` table has no
+primary key (see ``capplan.store.schema``), so a write deletes the stored
+samples at the timestamps it writes and inserts the new ones in the same
+transaction. Loading the same history twice therefore never duplicates rows.
 """
 
 from __future__ import annotations
@@ -28,8 +29,12 @@ def write_samples(
     unit: str | None = None,
     labels: Mapping[str, Any] | None = None,
 ) -> int:
-    """Upsert samples (columns ``ts`` as naive UTC and ``value``) and return how many were written."""
-    frame = samples[["ts", "value"]].copy()
+    """Write samples (columns ``ts`` as naive UTC and ``value``) and return how many were written.
+
+    A stored sample at a written timestamp is replaced. When ``samples``
+    contains a timestamp twice, its last row is written.
+    """
+    frame = samples[["ts", "value"]].drop_duplicates("ts", keep="last")
     frame.insert(0, "series_name", name)
     with store.write() as con:
         con.execute(
@@ -42,13 +47,13 @@ def write_samples(
             [name, source, unit, json.dumps(dict(labels or {}))],
         )
         con.register("incoming_samples", frame)
-        con.execute(
-            """
-            INSERT INTO samples SELECT series_name, ts, value FROM incoming_samples
-            ON CONFLICT (series_name, ts) DO UPDATE SET value = excluded.value
-            """
-        )
-        con.unregister("incoming_samples")
+        try:
+            con.execute(
+                "DELETE FROM samples WHERE series_name = ? AND ts IN (SELECT ts FROM incoming_samples)", [name]
+            )
+            con.execute("INSERT INTO samples SELECT series_name, ts, value FROM incoming_samples")
+        finally:
+            con.unregister("incoming_samples")
     return len(frame)
 
 

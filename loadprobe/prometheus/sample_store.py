@@ -192,10 +192,14 @@ def _insert_collection(con: duckdb.DuckDBPyConnection, row: dict[str, Any], now:
 def _upsert_samples(con: duckdb.DuckDBPyConnection, chunk: MatrixChunk) -> None:
     """Insert the chunk's samples, replacing stored values at the same (series, timestamp).
 
-    A plain INSERT takes about half the time of INSERT ... ON CONFLICT for
-    new keys (measured with DuckDB 2.0 on 1M rows), so the upsert is used
-    only when some series of the chunk already has a sample in the chunk's
-    time span.
+    ``samples`` has no primary key (see ``capplan.store.schema``), so the
+    stored rows at the chunk's keys are deleted first, in the caller's
+    transaction. The delete runs only when some series of the chunk already
+    has a sample in the chunk's time span. A first collection never has one.
+    A resumed collection has one in its first chunk, which fetches the last
+    stored timestamp again, and ``--no-resume`` in every chunk it fetches
+    again. The chunk's own keys are unique because matrix_to_chunk rejects a
+    series whose timestamps do not strictly increase.
     """
     span = pc.min_max(chunk.table.column("ts"))
     chunk_start, chunk_end = span["min"].as_py(), span["max"].as_py()
@@ -212,8 +216,16 @@ def _upsert_samples(con: duckdb.DuckDBPyConnection, chunk: MatrixChunk) -> None:
             """,
             [chunk_start, chunk_end],
         ).fetchone()
-        conflict = " ON CONFLICT (series_name, ts) DO UPDATE SET value = excluded.value" if overlap and overlap[0] else ""
-        con.execute(f"INSERT INTO samples SELECT series_name::VARCHAR, ts, value FROM incoming_samples{conflict}")
+        if overlap and overlap[0]:
+            con.execute(
+                """
+                DELETE FROM samples USING incoming_samples AS incoming
+                WHERE samples.ts BETWEEN ? AND ?
+                  AND samples.series_name = incoming.series_name::VARCHAR AND samples.ts = incoming.ts
+                """,
+                [chunk_start, chunk_end],
+            )
+        con.execute("INSERT INTO samples SELECT series_name::VARCHAR, ts, value FROM incoming_samples")
     finally:
         con.unregister("incoming_samples")
         con.unregister("incoming_names")
