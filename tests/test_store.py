@@ -88,6 +88,22 @@ def test_samples_rewrite_keeps_other_series(store):
     assert series_store.read_samples(store, "b")["value"].tolist() == [1.0, 2.0, 3.0, 4.0]
 
 
+def test_daily_peaks_skip_nan_sample(store):
+    # Prometheus stores NaN for a value such as 0/0; DuckDB orders NaN above every number.
+    frame = pd.DataFrame({"ts": pd.date_range("2026-01-01", periods=24, freq="h"), "value": [float(v) for v in range(24)]})
+    series_store.write_samples(store, "rps", frame, source="prometheus")
+    with store.write() as con:
+        con.execute("UPDATE samples SET value = 'NaN'::DOUBLE WHERE series_name = 'rps' AND ts = '2026-01-01 05:00:00'")
+
+    with store.read() as con:
+        peak, samples = con.execute("SELECT peak_value, samples FROM daily_peaks WHERE series_name = 'rps'").fetchone()
+        max_value = con.execute("SELECT max_value FROM series_summary WHERE series_name = 'rps'").fetchone()[0]
+
+    assert peak == 23.0
+    assert samples == 23
+    assert max_value == 23.0
+
+
 def build_store_at(path, version: int) -> None:
     """Create a store file at schema ``version`` the way migrate() would have."""
     with duckdb.connect(str(path)) as con:

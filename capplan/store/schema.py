@@ -618,6 +618,54 @@ _SAMPLES_WITHOUT_KEY = [
     "ALTER TABLE samples_without_key RENAME TO samples",
 ]
 
+# Peaks that skip NaN. Prometheus stores NaN for a value such as 0/0, and
+# DuckDB orders NaN above every number, so max() over a day with one NaN
+# sample was NaN. A NaN sample now counts as no sample, as forecasting.peaks
+# treats it.
+_PEAKS_SKIP_NAN = [
+    """
+    CREATE OR REPLACE VIEW daily_peaks AS
+    WITH gaps AS (
+        SELECT series_name,
+               date_diff('second', lag(ts) OVER (PARTITION BY series_name ORDER BY ts), ts) AS gap_s
+        FROM samples
+    ),
+    cadence AS (
+        SELECT series_name,
+               CASE WHEN median(gap_s) >= 60 THEN greatest(60, round(median(gap_s) / 60) * 60)
+                    ELSE greatest(1, round(median(gap_s))) END AS sample_step_s
+        FROM gaps
+        WHERE gap_s > 0
+        GROUP BY series_name
+    ),
+    numbers AS (
+        SELECT series_name, ts, value FROM samples WHERE NOT isnan(value)
+    )
+    SELECT x.series_name,
+           CAST(x.ts AS DATE) AS day,
+           max(x.value) AS peak_value,
+           any_value(s.unit) AS unit,
+           count(x.value) AS samples,
+           coalesce(c.sample_step_s, 86400) AS sample_step_s,
+           greatest(1, 86400 / coalesce(c.sample_step_s, 86400)) AS expected_samples,
+           count(x.value) >= 0.5 * greatest(1, 86400 / coalesce(c.sample_step_s, 86400)) AS complete
+    FROM numbers x
+    LEFT JOIN cadence c USING (series_name)
+    LEFT JOIN series s ON s.name = x.series_name
+    GROUP BY x.series_name, CAST(x.ts AS DATE), c.sample_step_s
+    HAVING count(x.value) > 0
+    """,
+    """
+    CREATE OR REPLACE VIEW series_summary AS
+    SELECT s.name AS series_name, s.source, s.unit, s.created_at, s.updated_at,
+           count(x.value) AS samples, min(x.ts) AS first_ts, max(x.ts) AS last_ts,
+           max(x.value) FILTER (WHERE NOT isnan(x.value)) AS max_value
+    FROM series s
+    LEFT JOIN samples x ON x.series_name = s.name
+    GROUP BY s.name, s.source, s.unit, s.created_at, s.updated_at
+    """,
+]
+
 MIGRATIONS: list[list[str]] = [
     _V1,
     _PROBE_DETAIL,
@@ -628,6 +676,7 @@ MIGRATIONS: list[list[str]] = [
     _FORECAST_SELECTION,
     _PLAN_DETAIL,
     _SAMPLES_WITHOUT_KEY,
+    _PEAKS_SKIP_NAN,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
