@@ -14,6 +14,11 @@ Scores per fold:
 - coverage at each level: the fraction of test values inside the interval.
 
 Missing test values (NaN) are left out of every score.
+
+Interval calibration (:mod:`forecasting.conformal`) needs more blocks than
+model choice does, so :func:`calibration_origins` adds older blocks of the
+same horizon, up to CALIBRATION_FOLDS in all, on which only the chosen model
+is refitted.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ __all__ = [
     "FoldScore",
     "ModelBacktest",
     "ProgressCallback",
+    "CALIBRATION_FOLDS",
+    "calibration_origins",
     "plan_folds",
     "mase_scale",
     "score_fold",
@@ -44,6 +51,11 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_FOLDS = 3
 HORIZON_SHARE = 5                 # a fold forecasts at most 1/5 of the history, so three folds leave 2/5 to train on
+# Folds that calibrate the chosen model's intervals, the model-choice folds included. The errors
+# within one fold are one block of consecutive steps and move together, so the number of folds,
+# not of errors, limits how well the next block's spread is known. Twice DEFAULT_FOLDS lets each
+# fold be left out while five others remain, for the cost of three more fits of one model.
+CALIBRATION_FOLDS = 2 * DEFAULT_FOLDS
 
 ProgressCallback = Callable[[int, int, str], None]   # (fits done, fits in total, model being fitted)
 FIT_ERRORS = (InputDataError, ArithmeticError, ValueError, np.linalg.LinAlgError, RuntimeError)
@@ -107,6 +119,21 @@ def plan_folds(n: int, horizon: int, min_train: int, folds: int = DEFAULT_FOLDS)
     if step_count >= 1:
         return FoldPlan((min_train,), step_count)
     return None
+
+
+def calibration_origins(plan: FoldPlan, min_train: int, total: int = CALIBRATION_FOLDS) -> tuple[int, ...]:
+    """Return the origins of older blocks of ``plan.horizon`` steps right before the plan's folds, oldest first.
+
+    Together with the plan's folds they make at most ``total`` folds; each
+    still leaves ``min_train`` values to fit on, so a short history gets
+    fewer or none.
+    """
+    extra = []
+    origin = plan.origins[0] - plan.horizon
+    while len(plan.origins) + len(extra) < total and origin >= min_train:
+        extra.append(origin)
+        origin -= plan.horizon
+    return tuple(reversed(extra))
 
 
 def mase_scale(train: np.ndarray, season: int | None) -> float:

@@ -227,6 +227,9 @@ def forecast_values(
         "conformal_factors": {str(k): v for k, v in selection.calibration.factors.items()},
         "raw_coverage": {str(k): v for k, v in selection.calibration.raw_coverage.items()},
         "coverage_in_sample": selection.calibration.in_sample,
+        "calibration_folds": selection.calibration.folds,
+        "calibration_quantile_levels": {str(k): v for k, v in selection.calibration.quantile_levels.items()},
+        "interval_notes": {str(k): v for k, v in selection.calibration.notes.items()},
         "model_params": selection.params,
     }
     if resolution == DAILY_PEAK:

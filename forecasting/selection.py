@@ -6,7 +6,11 @@ median of the best ENSEMBLE_SIZE models competes as one more candidate,
 scored on the same folds from its members' fold forecasts. The winner is
 refitted on the whole history, its intervals are recalibrated when the
 backtests show they miss their coverage (:mod:`forecasting.conformal`), and
-every output value is checked to be finite.
+every output value is checked to be finite. The calibration uses the
+model-choice folds plus older blocks, up to CALIBRATION_FOLDS in all, on
+which only the winner is refitted. A winner's errors on the folds that
+chose it tend to be smaller than on new data, and more blocks show better
+how much the errors vary from one block to the next.
 
 Special cases, each logged:
 
@@ -34,6 +38,7 @@ from forecasting.backtest import (
     FoldScore,
     ModelBacktest,
     ProgressCallback,
+    calibration_origins,
     mase_scale,
     plan_folds,
     run_backtests,
@@ -132,7 +137,6 @@ def select_and_forecast(
         results[ensemble.name] = ensemble
         ranked = sorted([*ranked, ensemble], key=lambda result: result.mean_mase)
 
-    actuals = [values[origin : origin + plan.horizon] for origin in plan.origins]
     for position, chosen in enumerate(ranked):
         forecaster = _final_forecaster(chosen, forecasters)
         try:
@@ -143,7 +147,8 @@ def select_and_forecast(
         if not prediction.is_finite():
             logger.warning("%s%s returned NaN or infinite values on the whole history; trying the next best model", prefix, chosen.name)
             continue
-        calibration = calibrate(actuals, chosen.predictions, levels)
+        actuals, fold_predictions = _calibration_folds(y, chosen, forecasters, plan, min_train, levels, prefix)
+        calibration = calibrate(actuals, fold_predictions, levels)
         prediction = apply_calibration(prediction, calibration)
         if nonnegative:
             prediction = prediction.clipped(0.0)
@@ -212,6 +217,41 @@ def _ensemble_backtest(members: list[ModelBacktest], values: np.ndarray, plan: F
     return ensemble
 
 
+def _calibration_folds(
+    y: pd.Series,
+    chosen: ModelBacktest,
+    forecasters: dict[str, Forecaster],
+    plan: FoldPlan,
+    min_train: int,
+    levels: tuple[float, ...],
+    prefix: str,
+) -> tuple[list[np.ndarray], list[Prediction]]:
+    """Return the actual values and the chosen model's forecasts of every calibration fold, oldest first.
+
+    The model-choice folds come from the backtests; each older block
+    (:func:`forecasting.backtest.calibration_origins`) costs one more fit of
+    the chosen model. An older block the model cannot fit or forecast with
+    finite values is skipped, because the model already passed the
+    model-choice folds and the whole history.
+    """
+    values = y.to_numpy(dtype=float)
+    actuals = [values[origin : origin + plan.horizon] for origin in plan.origins]
+    predictions = list(chosen.predictions)
+    for origin in reversed(calibration_origins(plan, min_train)):
+        forecaster = _final_forecaster(chosen, forecasters)
+        try:
+            prediction = forecaster.fit(y.iloc[:origin]).predict(plan.horizon, levels)
+        except FIT_ERRORS as exc:
+            logger.info("%s%s skipped the calibration fold at %d values: %s", prefix, chosen.name, origin, exc)
+            continue
+        if not prediction.is_finite():
+            logger.info("%s%s returned NaN or infinite values on the calibration fold at %d values", prefix, chosen.name, origin)
+            continue
+        actuals.insert(0, values[origin : origin + plan.horizon])
+        predictions.insert(0, prediction)
+    return actuals, predictions
+
+
 def _final_forecaster(chosen: ModelBacktest, forecasters: dict[str, Forecaster]) -> Forecaster:
     if chosen.name == "median_ensemble":
         return MedianEnsemble([forecasters[name].clone() for name in chosen.members])
@@ -234,11 +274,12 @@ def _reason(
     if position:
         text += f" (the {position} better-scored model(s) failed on the whole history)"
     coverage = ", ".join(
-        f"{round(level * 100)} % interval covered {calibration.raw_coverage[level]:.0%}"
+        f"the {round(level * 100)} % interval covered {calibration.raw_coverage[level]:.0%}"
         + (f", {calibration.coverage[level]:.0%} after recalibration" if calibration.factors[level] != 1.0 else "")
+        + (f" ({calibration.notes[level]})" if level in calibration.notes else "")
         for level in levels
     )
-    return f"{text}; {coverage}"
+    return f"{text}; over {calibration.folds} calibration fold{'s' if calibration.folds != 1 else ''}, {coverage}"
 
 
 def _scores_frame(results: dict[str, ModelBacktest], winner: str, levels: tuple[float, ...]) -> pd.DataFrame:

@@ -10,6 +10,7 @@ import pytest
 
 from capplan.errors import ConfigError, InputDataError
 from forecasting.models import DEFAULT_CANDIDATES, MODEL_NAMES, Forecaster, Prediction, make_forecaster
+from forecasting.models.base import filter_state
 from forecasting.models.ets import DampedEts, _errors, _initial_state
 from forecasting.models.seasonal_naive import SeasonalNaive
 from forecasting.selection import select_and_forecast
@@ -59,6 +60,19 @@ def test_ets_filter_matches_recursion() -> None:
         level, trend = level + 0.95 * trend + 0.3 * error, 0.95 * trend + 0.05 * error
         season.append(season[t] + 0.1 * error)
     assert np.max(np.abs(_errors(z, smoothing, 24, x0) - np.array(expected))) < 1e-9
+
+
+def test_filter_state_matches_lfiltic() -> None:
+    from scipy.signal import lfiltic
+
+    rng = np.random.default_rng(1)
+    for input_order, output_order in [(26, 26), (3, 7), (9, 2), (1, 1), (0, 290), (4, 0)]:
+        b = np.r_[1.0, rng.normal(size=input_order)]
+        a = np.r_[1.0, rng.normal(size=output_order)]
+        past_inputs = rng.normal(size=max(input_order, output_order))
+        past_outputs = rng.normal(size=max(input_order, output_order))
+        expected = lfiltic(b, a, past_outputs, past_inputs)
+        assert np.max(np.abs(filter_state(b, a, past_inputs, past_outputs) - expected)) < 1e-12
 
 
 def test_ets_daily_peaks_trend_and_coverage() -> None:

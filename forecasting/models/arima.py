@@ -24,11 +24,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
-from scipy.signal import lfilter, lfiltic
+from scipy.signal import lfilter
 from statsmodels.tools.sm_exceptions import InterpolationWarning
 from statsmodels.tsa.stattools import kpss
 
-from forecasting.models.base import LEVELS, Forecaster, LogScale, Prediction, fill_gaps, normal_bounds, require_observed
+from forecasting.models.base import (
+    LEVELS,
+    Forecaster,
+    LogScale,
+    Prediction,
+    fill_gaps,
+    filter_state,
+    normal_bounds,
+    require_observed,
+)
 
 __all__ = ["Sarima", "ORDER_CANDIDATES"]
 
@@ -105,7 +114,7 @@ class Sarima(Forecaster):
         order = max(len(full_ar), len(ma)) - 1
         past_y = centred[::-1][:order]
         past_e = np.r_[residuals[::-1], np.zeros(order)][:order]
-        initial = lfiltic(ma, full_ar, past_y, past_e)
+        initial = filter_state(ma, full_ar, past_e, past_y)
         mean_path, _ = lfilter(ma, full_ar, np.zeros(horizon), zi=initial)
         mean_path = mean_path + (self._mean if self._d + self._big_d == 0 else 0.0)
 

@@ -26,6 +26,7 @@ __all__ = [
     "Forecaster",
     "LogScale",
     "fill_gaps",
+    "filter_state",
     "normal_bounds",
     "require_observed",
     "seasonal_index",
@@ -151,6 +152,28 @@ def fill_gaps(values: np.ndarray) -> np.ndarray:
     filled = values.copy()
     filled[missing] = np.interp(positions[missing], positions[~missing], values[~missing])
     return filled
+
+
+def filter_state(b: np.ndarray, a: np.ndarray, past_inputs: np.ndarray, past_outputs: np.ndarray) -> np.ndarray:
+    """Return the ``zi`` state of ``lfilter(b, a, ...)`` after the given inputs and outputs, most recent first.
+
+    The same values as ``scipy.signal.lfiltic(b, a, past_outputs, past_inputs)`` for ``a[0] == 1``, but each
+    sum over past values is one ``np.convolve``. lfiltic loops in Python over the filter order: at order 26
+    (ETS on hourly data with a daily season) it took 0.31 ms per call against 6 us for this, most of an
+    ETS fit's time (scipy 1.17 on the 2-core machine of docs/benchmarks.md).
+    """
+    input_order, output_order = len(b) - 1, len(a) - 1
+    inputs = np.zeros(input_order)
+    inputs[: min(input_order, len(past_inputs))] = past_inputs[:input_order]
+    outputs = np.zeros(output_order)
+    outputs[: min(output_order, len(past_outputs))] = past_outputs[:output_order]
+    # state[k] = sum_j b[k + 1 + j] * inputs[j] - sum_j a[k + 1 + j] * outputs[j]
+    state = np.zeros(max(input_order, output_order))
+    if input_order:
+        state[:input_order] += np.convolve(b[1:], inputs[::-1])[input_order - 1 : 2 * input_order - 1]
+    if output_order:
+        state[:output_order] -= np.convolve(a[1:], outputs[::-1])[output_order - 1 : 2 * output_order - 1]
+    return state
 
 
 def normal_bounds(mean: np.ndarray, sigma: np.ndarray, levels: tuple[float, ...]) -> dict[float, tuple[np.ndarray, np.ndarray]]:

@@ -26,10 +26,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
-from scipy.signal import lfilter, lfiltic
+from scipy.signal import lfilter
 
 from capplan.errors import InputDataError
-from forecasting.models.base import LEVELS, Forecaster, LogScale, Prediction, fill_gaps, normal_bounds, require_observed
+from forecasting.models.base import (
+    LEVELS,
+    Forecaster,
+    LogScale,
+    Prediction,
+    fill_gaps,
+    filter_state,
+    normal_bounds,
+    require_observed,
+)
 
 __all__ = ["DampedEts", "MAX_SEASON"]
 
@@ -145,31 +154,35 @@ def _errors(z: np.ndarray, smoothing: tuple[float, float, float, float], m: int,
     head = min(order, len(z))
 
     # Explicit recursion for the first `order` steps, which fixes the filter's initial conditions.
+    # Python floats rather than numpy scalars: the objective runs this loop thousands of times per fit.
     level, trend, first_season = x0
-    season = list(first_season)
-    head_errors = np.empty(head)
-    for t in range(head):
+    season = first_season.tolist()
+    errors = []
+    for t, value in enumerate(z[:head].tolist()):
         seasonal = season[t] if m else 0.0
-        error = z[t] - (level + phi * trend + seasonal)
-        head_errors[t] = error
+        error = value - (level + phi * trend + seasonal)
+        errors.append(error)
         level = level + phi * trend + alpha * error
         trend = phi * trend + beta * error
         if m:
             season.append(seasonal + gamma * error)
+    head_errors = np.array(errors)
     if head == len(z):
         return head_errors
 
     # det(I - F z): (1 - z)(1 - phi z), times (1 - z^m) with a season.
     numerator = np.convolve([1.0, -1.0], [1.0, -phi])
     if m:
-        numerator = np.convolve(numerator, np.r_[1.0, np.zeros(m - 1), -1.0])
+        seasonal_difference = np.zeros(m + 1)
+        seasonal_difference[0], seasonal_difference[m] = 1.0, -1.0
+        numerator = np.convolve(numerator, seasonal_difference)
     # det(I - D z) = det(I - F z) * (1 + sum_j c_j z^j), truncated to the state dimension.
     steps = np.arange(1, order + 1)
     c = alpha + beta * phi * (1.0 - phi**steps) / (1.0 - phi)
     if m:
         c = c + gamma * (steps % m == 0)
-    denominator = np.convolve(numerator, np.r_[1.0, c])[: order + 1]
-    initial = lfiltic(numerator, denominator, head_errors[::-1], z[:head][::-1])
+    denominator = np.convolve(numerator, np.concatenate(([1.0], c)))[: order + 1]
+    initial = filter_state(numerator, denominator, z[:head][::-1], head_errors[::-1])
     tail, _ = lfilter(numerator, denominator, z[head:], zi=initial)
     return np.concatenate([head_errors, tail])
 
