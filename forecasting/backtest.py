@@ -49,13 +49,15 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_FOLDS = 3
-HORIZON_SHARE = 5                 # a fold forecasts at most 1/5 of the history, so three folds leave 2/5 to train on
+# Six folds: on the real series of bench/forecast_accuracy.py they chose models with a mean MASE 6 %
+# lower than three folds did, for about 1.3 times the time. A short history gets fewer (plan_folds).
+DEFAULT_FOLDS = 6
+HORIZON_SHARE = 5                 # a fold forecasts at most 1/5 of the history; plan_folds uses fewer folds to leave some to train on
 # Folds that calibrate the chosen model's intervals, the model-choice folds included. The errors
 # within one fold are one block of consecutive steps and move together, so the number of folds,
-# not of errors, limits how well the next block's spread is known. Twice DEFAULT_FOLDS lets each
-# fold be left out while five others remain, for the cost of three more fits of one model.
-CALIBRATION_FOLDS = 2 * DEFAULT_FOLDS
+# not of errors, limits how well the next block's spread is known. Six lets each fold be left out
+# while five others remain; with fewer model-choice folds the winner alone is fitted on older blocks.
+CALIBRATION_FOLDS = 6
 
 ProgressCallback = Callable[[int, int, str], None]   # (fits done, fits in total, model being fitted)
 FIT_ERRORS = (InputDataError, ArithmeticError, ValueError, np.linalg.LinAlgError, RuntimeError)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting.backtest import mase_scale, plan_folds, score_fold
+from forecasting.backtest import DEFAULT_FOLDS, mase_scale, plan_folds, score_fold
 from forecasting.conformal import apply_calibration, calibrate
 from forecasting.models import Prediction
 from forecasting.selection import select_and_forecast
@@ -103,8 +103,8 @@ def test_selection_picks_seasonal_model_and_logs_reason(caplog: pytest.LogCaptur
     selection = select_and_forecast(pd.Series(values, index=index), (24, 168), 48)
     assert selection.winner != "seasonal_naive"
     assert selection.mase is not None and selection.mase < 1.0
-    assert selection.folds == 3
-    assert set(selection.scores["fold"]) == {1, 2, 3}
+    assert selection.folds == DEFAULT_FOLDS
+    assert set(selection.scores["fold"]) == set(range(1, DEFAULT_FOLDS + 1))
     assert selection.scores.loc[selection.scores["selected"], "model"].unique().tolist() == [selection.winner]
     assert f"chose {selection.model}: mean MASE" in caplog.text
 

@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 
 from capplan.cli import main
+from capplan.cli.forecast_cmd import HELP_DEFAULT_FOLDS
+from forecasting.backtest import DEFAULT_FOLDS
 from capplan.demo_history import make_demo_history
 from capplan.errors import ConfigError, InputDataError
 from capplan.store import Store
@@ -190,12 +192,14 @@ def test_forecast_series_stored_selection(tmp_path: Path) -> None:
     row = get_forecast(store, forecast_id)
     scores = backtest_scores(store, forecast_id)
     assert row["backtest_mase"] == pytest.approx(result.mase)
-    assert row["backtest_folds"] == 3
+    # 120 daily peaks: a fold covers 24 days (a fifth of the history), and six such folds would leave
+    # too little to fit on, so plan_folds uses four.
+    assert row["backtest_folds"] == 4
     assert 0.0 <= row["coverage_80"] <= 1.0
     assert row["interval_method"] in ("model", "conformal")
     assert set(scores["model"]) >= {"seasonal_naive", "ets_damped", "sarima", "multi_seasonal", "theta"}
     assert scores.loc[scores["selected"], "model"].nunique() == 1
-    assert len(scores[scores["model"] == "seasonal_naive"]) == 3
+    assert len(scores[scores["model"] == "seasonal_naive"]) == 4
 
 
 def test_forecast_all_resolutions_stored(tmp_path: Path) -> None:
@@ -280,7 +284,7 @@ def test_forecast_cli_json_payload(tmp_path: Path, capsys: pytest.CaptureFixture
     assert forecast["points"][0]["timestamp"] == "2026-05-01T00:00:00"
     assert forecast["points"][0]["lower"] <= forecast["points"][0]["lower_80"]
     assert forecast["backtest"]["mase"] > 0
-    assert forecast["backtest"]["folds"] == 3
+    assert forecast["backtest"]["folds"] == 3  # 60 daily peaks leave room for three folds of 12 days
     assert forecast["coverage"]["level"] is not None
     assert forecast["model"] == get_forecast(Store(db), forecast["forecast_id"])["model"]
 
@@ -336,3 +340,7 @@ def test_forecast_users_to_requests(tmp_path: Path) -> None:
     points = forecast_points(store, forecast_id)
     users_peak = users.groupby(users["ts"].dt.floor("D"))["value"].max().iloc[-7:].mean()
     assert points["yhat"].iloc[:7].mean() == pytest.approx(users_peak * 0.02, rel=0.15)
+
+
+def test_forecast_help_names_default_folds() -> None:
+    assert HELP_DEFAULT_FOLDS == DEFAULT_FOLDS

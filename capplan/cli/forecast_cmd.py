@@ -21,6 +21,7 @@ __all__ = ["register", "run_forecast", "parse_level", "parse_peak"]
 
 DEFAULT_HORIZON = "12mo"
 DEFAULT_LEVEL_TEXT = "0.8"
+HELP_DEFAULT_FOLDS = 6  # forecasting.backtest.DEFAULT_FOLDS, for --help only; a test keeps the two equal
 RESOLUTION_CHOICES = ("all", "native", "daily_peak", "weekly_peak")
 
 
@@ -72,7 +73,12 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
             "or 'all' (default: all but prophet, whose backtests take several seconds)"
         ),
     )
-    parser.add_argument("--folds", type=int, default=3, help="rolling-origin backtest folds (default: 3)")
+    # The default is forecasting.backtest.DEFAULT_FOLDS, read when the command runs: importing the
+    # models here would slow every capplan command by most of a second.
+    parser.add_argument(
+        "--folds", type=int, default=None,
+        help=f"rolling-origin backtest folds; a short history gets fewer (default: {HELP_DEFAULT_FOLDS})",
+    )
     parser.add_argument("--cap", type=float, help="Prophet logistic growth: the value demand cannot exceed (adds prophet)")
     parser.add_argument("--floor", type=float, help="Prophet logistic growth: the lowest value (default 0; needs --cap)")
     parser.add_argument("--growth", help="scenario: extra compound growth on top of the forecast, such as 20%%/y")
@@ -150,6 +156,10 @@ def run_forecast(args: argparse.Namespace) -> int:
     peak_quantile = parse_peak(args.peak)
     resolutions = RESOLUTIONS if args.resolution == "all" else (args.resolution,)
     candidates = _candidates(args.models, DEFAULT_CANDIDATES, MODEL_NAMES, args.cap is not None)
+    if args.folds is None:
+        from forecasting.backtest import DEFAULT_FOLDS
+
+        args.folds = DEFAULT_FOLDS
     if args.folds < 1:
         raise ConfigError(f"--folds {args.folds} is invalid; give 1 or more")
     if (args.latency_run is None) != (args.instances is None):
