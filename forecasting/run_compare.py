@@ -271,7 +271,8 @@ def _resample(data: _RunData, rng: np.random.Generator) -> pd.DataFrame:
     levels["error_rate"] = rng.binomial(requests, error_rate) / requests
     levels["concurrency"] = levels["throughput_rps"] * levels["mean_ms"] / 1000.0
     offered = levels["offered_rps"]
-    levels["kept_up"] = (offered.isna() | (levels["throughput_rps"] >= MIN_ACHIEVED_FRACTION * offered)) & (
+    drawn = levels["drawn_rps"] if "drawn_rps" in levels else offered
+    levels["kept_up"] = (offered.isna() | (levels["throughput_rps"] >= MIN_ACHIEVED_FRACTION * drawn)) & (
         levels["error_rate"] <= MAX_LATENCY_ERROR_RATE
     )
     if data.rejudge:
@@ -286,8 +287,9 @@ def _judge(data: _RunData, levels: pd.DataFrame) -> np.ndarray:
         passed &= ~(levels["p95_ms"].to_numpy(dtype=float) > data.slo_p95_ms)
     if data.max_error_rate is not None:
         passed &= ~(levels["error_rate"].fillna(0.0).to_numpy(dtype=float) > data.max_error_rate)
-    offered = levels["offered_rps"].to_numpy(dtype=float)
-    passed &= ~(levels["throughput_rps"].to_numpy(dtype=float) < MIN_ACHIEVED_FRACTION * offered)
+    # The probe compares with the arrivals each step drew, not its nominal rate.
+    drawn = (levels["drawn_rps"] if "drawn_rps" in levels else levels["offered_rps"]).to_numpy(dtype=float)
+    passed &= ~(levels["throughput_rps"].to_numpy(dtype=float) < MIN_ACHIEVED_FRACTION * drawn)
     return passed
 
 
