@@ -13,7 +13,7 @@ import pytest
 from capplan.cli import main
 from capplan.store import Store
 from capplan.store.runs import add_step, create_run, finish_run
-from forecasting.capacity import CapacityPolicy, run_report
+from forecasting.capacity import CapacityPolicy, run_report, usable_levels
 
 from test_scalability import SDM91_PUBLISHED, SDM91_THROUGHPUT, SDM91_USERS
 
@@ -175,3 +175,25 @@ def test_capacity_predicts_at_rate(store: Store, capsys: pytest.CaptureFixture[s
 def linear_prediction(rates: np.ndarray, latency: np.ndarray, rate: float) -> float:
     slope, intercept = np.polyfit(rates, latency, 1)
     return float(slope * rate + intercept)
+
+
+def test_kept_up_compares_with_drawn_arrivals() -> None:
+    """A Poisson step that drew 131 arrivals in 10 s at a nominal 15 rps kept up when it served them all."""
+    import pandas as pd
+
+    steps = pd.DataFrame({
+        "step_index": [0, 1],
+        "offered_rps": [15.0, 15.0],
+        "achieved_rps": [13.1, 10.0],
+        "requests": [131, 131],
+        "dropped": [0, 0],
+        "duration_s": [10.0, 10.0],
+        "mean_ms": [13.0, 40.0],
+        "error_rate": [0.0, 0.0],
+        "passed": [True, False],
+    })
+
+    levels, _ = usable_levels(steps)
+
+    assert levels["drawn_rps"].tolist() == [13.1, 13.1]
+    assert levels["kept_up"].tolist() == [True, False]
