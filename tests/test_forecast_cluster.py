@@ -33,7 +33,10 @@ pytestmark = pytest.mark.slow
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
-GOOD_SERIES = 30  # with 2 worker threads, chunks of 16: two full chunks and a partial one
+# With 2 worker threads a chunk has 16 series, so 41 series make two full chunks and a partial one.
+# The third chunk matters when the workers are killed: it is submitted only after the first chunk
+# comes back, so it always meets a cluster without workers.
+GOOD_SERIES = 40
 BAD_SERIES = "svc_short"  # sorts after the svc_NNN names, so it lands in the last chunk
 HORIZON = pd.DateOffset(days=14)
 FAST = ForecastOptions(candidates=("seasonal_naive", "ets_damped"), folds=2)
@@ -210,6 +213,7 @@ def test_cluster_all_workers_killed_times_out(tmp_path: Path) -> None:
 
     with running_dask(tmp_path / "dask") as cluster:
 
+        # Called once the first chunk is stored, before the third chunk is submitted.
         def kill_all_workers(done: int, total: int) -> None:
             for worker in cluster.workers:
                 if worker.poll() is None:
