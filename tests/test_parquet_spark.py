@@ -10,6 +10,7 @@ CI=true, as for the other real servers.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import subprocess
@@ -84,6 +85,8 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
             .getOrCreate()
         )
         session.sparkContext.setLogLevel("ERROR")
+        # py4j logs its socket closing at INFO when the interpreter exits, through the CLI's handler.
+        logging.getLogger("py4j").setLevel(logging.WARNING)
         try:
             yield session
         finally:
