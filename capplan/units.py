@@ -72,6 +72,8 @@ def parse_horizon(text: str, option: str = "--horizon") -> pd.DateOffset:
         if value != int(value):
             raise ConfigError(f"{option}: years must be whole in {text!r}; use 18mo")
         return pd.DateOffset(years=int(value))
+    if unit and unit not in _SECONDS_PER_UNIT:
+        raise ConfigError(f"{option}: unknown unit {unit!r} in {text!r}; use s, m, h, d, w, mo or y, such as 90d or 12mo")
     seconds = parse_duration_s(text, option)
     return pd.DateOffset(seconds=int(round(seconds)))
 

@@ -3,8 +3,9 @@
 The test serves a store it fills itself with the real ``capplan app``
 command and opens each page by its ``?page=`` URL. On each page it checks the
 title, a key element and that no exception box is shown, and it saves a
-screenshot to test-artifacts/browser/ (copied to docs/screenshots/ for the
-docs). At the end it types a DROP into the SQL page. It drives Debian's chromium through Debian's chromedriver with
+screenshot to test-artifacts/browser/. With CAPPLAN_UPDATE_SCREENSHOTS=1 it
+also copies them to docs/screenshots/ for the docs; otherwise a test run
+leaves the tracked images alone. At the end it types a DROP into the SQL page. It drives Debian's chromium through Debian's chromedriver with
 selenium, which downloads no browser.
 """
 
@@ -29,6 +30,7 @@ from conftest import require_binary
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
 SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
+UPDATE_SCREENSHOTS = os.environ.get("CAPPLAN_UPDATE_SCREENSHOTS") == "1"
 CAPPLAN_SCRIPT = Path(sys.executable).parent / "capplan"
 STARTUP_TIMEOUT_S = 60.0
 PAGE_TIMEOUT_S = 30.0
@@ -136,7 +138,6 @@ def test_browser_every_page(served_app: str, browser: object) -> None:
     from selenium.webdriver.common.keys import Keys
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for slug, title in PAGE_TITLES.items():
         browser.get(f"{served_app}/?page={slug}")  # type: ignore[attr-defined]
         body = wait_for_page(browser, title, KEY_TEXT[slug])
@@ -147,7 +148,9 @@ def test_browser_every_page(served_app: str, browser: object) -> None:
         assert "Traceback" not in body, slug
         shot = ARTIFACTS / f"{slug}.png"
         assert browser.save_screenshot(str(shot)), slug  # type: ignore[attr-defined]
-        shutil.copyfile(shot, SCREENSHOTS / f"{slug}.png")
+        if UPDATE_SCREENSHOTS:
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(shot, SCREENSHOTS / f"{slug}.png")
 
     # Still on the SQL page: a DROP typed into the query box is rejected with the guard's message.
     box = browser.find_element(By.CSS_SELECTOR, "textarea")  # type: ignore[attr-defined]

@@ -69,3 +69,11 @@ def test_growth_forms(text, growth):
 def test_growth_below_minus_100_percent():
     with pytest.raises(ConfigError, match="-150%"):
         parse_growth("-150%/y")
+
+
+def test_horizon_unknown_unit_lists_calendar_units() -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_horizon("90days")
+
+    assert "unknown unit 'days'" in str(error.value)
+    assert "mo or y" in str(error.value)

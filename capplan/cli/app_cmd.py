@@ -54,6 +54,8 @@ STARTUP_TIMEOUT_S = 60.0
 HEALTH_POLL_INTERVAL_S = 0.5
 HEALTH_REQUEST_TIMEOUT_S = 2.0
 SHUTDOWN_TIMEOUT_S = 10.0
+KILL_WAIT_S = 5.0          # how long a SIGKILLed streamlit gets to be reaped before capplan gives up on it
+EXIT_POLL_INTERVAL_S = 0.1
 WILDCARD_ADDRESSES = ("0.0.0.0", "::", "")
 
 
@@ -242,17 +244,37 @@ def wait_until_serving(url: str, timeout_s: float, process: subprocess.Popen[byt
 
 
 def stop_app(process: subprocess.Popen[bytes], timeout_s: float = SHUTDOWN_TIMEOUT_S) -> int:
-    """Stop streamlit with SIGTERM, then SIGKILL after ``timeout_s``, and return its exit code."""
+    """Stop streamlit with SIGTERM, then SIGKILL after ``timeout_s``, and return its exit code.
+
+    Every wait is a bounded poll, never a blocking ``Popen.wait()``: a Ctrl-C
+    that lands inside a blocking wait can leave the Popen's internal lock
+    held, and a later blocking wait then hangs for good (seen once in a
+    new-user run of make demo). Returns -9 when streamlit could not be
+    confirmed gone after SIGKILL.
+    """
     if process.poll() is None:
         logger.debug("sending SIGTERM to streamlit (pid %d)", process.pid)
         process.terminate()
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
+        if _wait_for_exit(process, timeout_s) is None:
             logger.warning("streamlit (pid %d) did not stop within %g s after SIGTERM; killing it", process.pid, timeout_s)
             process.kill()
-            process.wait()
+            if _wait_for_exit(process, KILL_WAIT_S) is None:
+                logger.error("streamlit (pid %d) was not confirmed gone %g s after SIGKILL; giving up on it", process.pid, KILL_WAIT_S)
+                return -signal.SIGKILL
     return int(process.returncode)
+
+
+def _wait_for_exit(process: subprocess.Popen[bytes], timeout_s: float | None) -> int | None:
+    """Poll until ``process`` exits and return its exit code, or None after ``timeout_s`` (None: no limit)."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        returncode = process.poll()
+        if returncode is not None:
+            return returncode
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+        # Signals land here, in the sleep, rather than inside a wait that holds a lock.
+        time.sleep(EXIT_POLL_INTERVAL_S)
 
 
 def _stderr_fileno() -> int | None:
@@ -283,7 +305,8 @@ def _block_until_stopped(process: subprocess.Popen[bytes]) -> int:
     if in_main_thread:
         previous_handler = signal.signal(signal.SIGTERM, _raise_stop_requested)
     try:
-        returncode = process.wait()
+        returncode = _wait_for_exit(process, None)
+        assert returncode is not None
     except (KeyboardInterrupt, _StopRequested):
         logger.info("stopping the app (streamlit pid %d)", process.pid)
         returncode = stop_app(process)

@@ -90,7 +90,7 @@ def build_review(
     risks = sort_risks(risks)
     notes = _notes(reviews, review_quarter)
     logger.info(
-        "review of %s: %d services, %d risks (%d high)",
+        "review of %s: %d service(s), %d risk(s) (%d high)",
         review_quarter, len(reviews), len(risks), sum(risk.severity == "high" for risk in risks),
     )
     return QuarterlyReview(
