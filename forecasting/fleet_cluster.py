@@ -7,7 +7,7 @@ local process pool. When a worker process dies, the scheduler reruns its tasks
 on the other workers; a task that was running on
 ``distributed.scheduler.allowed-failures`` + 1 workers that died (4 with
 Dask's default) fails with ``KilledWorker``. The watch logs each change in the
-number of workers, because the client is not told about those reruns.
+number of workers, because the client gets no event for those reruns.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class ClusterWatch:
     def check(self) -> str | None:
         """Return why the cluster cannot finish the run, or None; log a change in the number of workers.
 
-        The client's status is read on every call. The scheduler is asked
+        The client's status is read on every call. The scheduler is queried
         for its worker count at most once per WATCH_INTERVAL_S.
         """
         status = str(self.client.status)
@@ -78,7 +78,7 @@ def dask_executor(address: str) -> Iterator[tuple[Executor, ClusterWatch]]:
     """Connect to the Dask scheduler at ``address`` and yield an executor on it with a watch of its workers.
 
     Raises ConfigError when Dask is not installed, the address is invalid, the
-    scheduler does not answer within CONNECT_TIMEOUT_S, or no worker joins
+    scheduler does not respond within CONNECT_TIMEOUT_S, or no worker joins
     within WORKER_WAIT_S.
     """
     try:
@@ -97,7 +97,7 @@ def dask_executor(address: str) -> Iterator[tuple[Executor, ClusterWatch]]:
         ) from exc
     except OSError as exc:
         raise ConfigError(
-            f"cannot reach the Dask scheduler at {address} (no answer within {CONNECT_TIMEOUT_S:g} s); "
+            f"cannot reach the Dask scheduler at {address} (timed out after {CONNECT_TIMEOUT_S:g} s); "
             f"start one with 'dask scheduler' and workers with 'dask worker {address}', "
             "or drop --cluster to use local processes"
         ) from exc

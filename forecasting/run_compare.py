@@ -271,8 +271,7 @@ def _resample(data: _RunData, rng: np.random.Generator) -> pd.DataFrame:
     levels["error_rate"] = rng.binomial(requests, error_rate) / requests
     levels["concurrency"] = levels["throughput_rps"] * levels["mean_ms"] / 1000.0
     offered = levels["offered_rps"]
-    drawn = levels["drawn_rps"] if "drawn_rps" in levels else offered
-    levels["kept_up"] = (offered.isna() | (levels["throughput_rps"] >= MIN_ACHIEVED_FRACTION * drawn)) & (
+    levels["kept_up"] = (offered.isna() | (levels["throughput_rps"] >= MIN_ACHIEVED_FRACTION * levels["drawn_rps"])) & (
         levels["error_rate"] <= MAX_LATENCY_ERROR_RATE
     )
     if data.rejudge:
@@ -288,7 +287,7 @@ def _judge(data: _RunData, levels: pd.DataFrame) -> np.ndarray:
     if data.max_error_rate is not None:
         passed &= ~(levels["error_rate"].fillna(0.0).to_numpy(dtype=float) > data.max_error_rate)
     # The probe compares with the arrivals each step drew, not its nominal rate.
-    drawn = (levels["drawn_rps"] if "drawn_rps" in levels else levels["offered_rps"]).to_numpy(dtype=float)
+    drawn = levels["drawn_rps"].to_numpy(dtype=float)
     passed &= ~(levels["throughput_rps"].to_numpy(dtype=float) < MIN_ACHIEVED_FRACTION * drawn)
     return passed
 

@@ -246,11 +246,10 @@ def wait_until_serving(url: str, timeout_s: float, process: subprocess.Popen[byt
 def stop_app(process: subprocess.Popen[bytes], timeout_s: float = SHUTDOWN_TIMEOUT_S) -> int:
     """Stop streamlit with SIGTERM, then SIGKILL after ``timeout_s``, and return its exit code.
 
-    Every wait is a bounded poll, never a blocking ``Popen.wait()``: a Ctrl-C
-    that lands inside a blocking wait can leave the Popen's internal lock
-    held, and a later blocking wait then hangs for good (seen once in a
-    new-user run of make demo). Returns -9 when streamlit could not be
-    confirmed gone after SIGKILL.
+    Every wait is a bounded poll, never a blocking ``Popen.wait()``. A
+    Ctrl-C that lands inside a blocking wait can leave the Popen's internal
+    lock held, and a later blocking wait then hangs (seen once in make demo).
+    Returns -9 when streamlit is still not reaped after SIGKILL.
     """
     if process.poll() is None:
         logger.debug("sending SIGTERM to streamlit (pid %d)", process.pid)
@@ -306,7 +305,6 @@ def _block_until_stopped(process: subprocess.Popen[bytes]) -> int:
         previous_handler = signal.signal(signal.SIGTERM, _raise_stop_requested)
     try:
         returncode = _wait_for_exit(process, None)
-        assert returncode is not None
     except (KeyboardInterrupt, _StopRequested):
         logger.info("stopping the app (streamlit pid %d)", process.pid)
         returncode = stop_app(process)

@@ -7,7 +7,7 @@ the process with gevent. The protocol, over Locust's custom messages:
 1. the master's shape sends ``STEP_START`` with the step index and sets the
    step's users; each worker starts a fresh histogram and counts;
 2. when the step has lasted its duration, the shape sends ``STEP_END``; each
-   worker stops recording and answers with ``STEP_REPORT`` (its counts and
+   worker stops recording and replies with ``STEP_REPORT`` (its counts and
    encoded histogram);
 3. once every worker has answered (or REPORT_WAIT_S has passed), the shape
    merges the reports, judges the step with the built-in engine's criteria,

@@ -3,8 +3,8 @@
 A collection plans grid-aligned chunks (see :mod:`loadprobe.prometheus.timegrid`),
 fetches them in a background thread and writes each one in its own
 transaction as it arrives, so fetching chunk *k+1* overlaps writing chunk
-*k*. The fetching thread switches off Python's cyclic garbage collector
-while it parses and converts a response (see :func:`cyclic_gc_paused`).
+*k*. While the fetching thread parses and converts a response, Python's
+cyclic garbage collector is off for the whole process (see :func:`cyclic_gc_paused`).
 The chunks that a failed or interrupted run wrote stay stored, and
 its ``prometheus_collections`` row records how far it got.
 
@@ -184,6 +184,8 @@ _DONE = object()
 @contextmanager
 def cyclic_gc_paused() -> Iterator[None]:
     """Switch off Python's cyclic garbage collector for the block, and back on after it unless it was off before.
+
+    The collector is global, so other threads run without it during the block too.
 
     Parsing a range-query response allocates one list per sample, and the
     collections those allocations trigger took about two thirds of
